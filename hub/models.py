@@ -1,0 +1,278 @@
+"""Typed SQLAlchemy models. Every row but a Store belongs to one store."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python everywhere; SQLite stores it naive, PostgreSQL as timestamptz."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: Json}
+
+
+class ActionState(enum.StrEnum):
+    PENDING = "pending"  # waiting for run_at
+    HELD = "held"  # waiting for the integration to be usable again
+    QUEUED = "queued"  # claimed by a dispatcher, job in Redis, under lease
+    SENDING = "sending"  # claimed by a worker, under lease
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+OPEN_STATES = (ActionState.PENDING, ActionState.HELD, ActionState.QUEUED, ActionState.SENDING)
+FINAL_STATES = (ActionState.DELIVERED, ActionState.CANCELLED, ActionState.SKIPPED, ActionState.FAILED)
+
+
+class IntegrationState(enum.StrEnum):
+    CONNECTED = "connected"
+    NEEDS_ATTENTION = "needs_attention"
+    PAUSED = "paused"
+    DISCONNECTED = "disconnected"
+
+
+class Store(Base):
+    __tablename__ = "stores"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    event_prefix: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in lists so a merchant can tell tokens apart
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex; the token is shown once
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (
+        Index("ix_customers_store_email", "store_id", "email"),
+        Index("ix_customers_store_external_id", "store_id", "external_id"),
+        Index("ix_customers_store_phone", "store_id", "phone"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Integration(Base):
+    __tablename__ = "integrations"
+    __table_args__ = (UniqueConstraint("store_id", "app"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    app: Mapped[str] = mapped_column(String(64))  # the connector key
+    state: Mapped[str] = mapped_column(String(20), default=IntegrationState.CONNECTED)
+    credentials: Mapped[str] = mapped_column(Text, default="")  # MultiFernet token of a JSON object
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Flow(Base):
+    __tablename__ = "flows"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    trigger: Mapped[str] = mapped_column(String(64))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    steps: Mapped[list[FlowStep]] = relationship(
+        order_by="FlowStep.position", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class FlowStep(Base):
+    __tablename__ = "flow_steps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    flow_id: Mapped[int] = mapped_column(ForeignKey("flows.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    delay_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    kind: Mapped[str] = mapped_column(String(16))  # event | message
+    app: Mapped[str | None] = mapped_column(String(64))  # event steps: one app, or None for every connected app
+    event_name: Mapped[str | None] = mapped_column(String(200))
+    event_type: Mapped[str | None] = mapped_column(String(64))  # canonical type, e.g. review_request
+    channel: Mapped[str | None] = mapped_column(String(16))  # message steps: email | sms
+    template: Mapped[str | None] = mapped_column(String(200))
+
+
+class Trigger(Base):
+    """One accepted trigger. Its dedupe key makes a repeated trigger create nothing new."""
+
+    __tablename__ = "triggers"
+    __table_args__ = (UniqueConstraint("store_id", "dedupe_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(64))
+    dedupe_key: Mapped[str] = mapped_column(String(300))
+    order_id: Mapped[str | None] = mapped_column(String(200))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
+    occurred_at: Mapped[datetime]
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Action(Base):
+    """The outbox row: one step for one recipient through one app or channel."""
+
+    __tablename__ = "actions"
+    __table_args__ = (
+        UniqueConstraint("store_id", "idempotency_key"),
+        Index("ix_actions_state_run_at", "state", "run_at"),
+        Index("ix_actions_state_lease", "state", "lease_expires_at"),
+        Index("ix_actions_store_id", "store_id", "id"),
+        Index("ix_actions_integration_state", "integration_id", "state"),
+        Index("ix_actions_trigger_id", "trigger_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    flow_id: Mapped[int | None] = mapped_column(ForeignKey("flows.id", ondelete="SET NULL"))
+    step_id: Mapped[int | None] = mapped_column(ForeignKey("flow_steps.id", ondelete="SET NULL"))
+    trigger_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("triggers.id", ondelete="SET NULL"))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
+    integration_id: Mapped[int | None] = mapped_column(ForeignKey("integrations.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16))  # event | message
+    app: Mapped[str | None] = mapped_column(String(64))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    event_name: Mapped[str | None] = mapped_column(String(200))
+    event_type: Mapped[str | None] = mapped_column(String(64))
+    target: Mapped[dict[str, Any]] = mapped_column(default=dict)  # email / phone / external_id
+    trigger: Mapped[str] = mapped_column(String(16))  # auto | manual | test | replay
+    state: Mapped[str] = mapped_column(String(16), default=ActionState.PENDING)
+    reason_code: Mapped[str | None] = mapped_column(String(64))
+    reason_text: Mapped[str | None] = mapped_column(Text)
+    scheduled_at: Mapped[datetime]  # when the flow meant it to go
+    run_at: Mapped[datetime]  # when it is due next (retries move it)
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    failure_count: Mapped[int] = mapped_column(Integer, default=0)  # counts toward the retry schedule
+    rate_limited_count: Mapped[int] = mapped_column(Integer, default=0)  # 429s cost no retry budget
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    lease_expires_at: Mapped[datetime | None]
+    idempotency_key: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the event snapshot
+    batch_id: Mapped[str | None] = mapped_column(String(32))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+
+    attempts: Mapped[list[Attempt]] = relationship(order_by="Attempt.id", lazy="raise", viewonly=True)
+
+
+class Attempt(Base):
+    """One call out to a platform for one action."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (Index("ix_attempts_action_id", "action_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    action_id: Mapped[int] = mapped_column(BigId, ForeignKey("actions.id", ondelete="CASCADE"))
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(16))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    request: Mapped[dict[str, Any]] = mapped_column(default=dict)  # as sent, secrets redacted
+    response: Mapped[str | None] = mapped_column(Text)  # truncated
+    next_attempt_at: Mapped[datetime | None]
+
+
+class SandboxRequest(Base):
+    """What the built-in sandbox app received, and what it answered."""
+
+    __tablename__ = "sandbox_requests"
+    __table_args__ = (Index("ix_sandbox_requests_integration", "integration_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    integration_id: Mapped[int] = mapped_column(ForeignKey("integrations.id", ondelete="CASCADE"))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(300))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
+    headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    body: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    status: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any] | None] = mapped_column(Json)
