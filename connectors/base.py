@@ -1,0 +1,203 @@
+"""The connector contract: what a connector author writes.
+
+A connector is one class in one module. It declares what it needs (settings and
+credentials schemas, identities, capabilities), turns a canonical :class:`Event`
+into a :class:`Request` without any I/O (:meth:`Connector.build_request`), and
+classifies the platform's answer into an :class:`Outcome`
+(:meth:`Connector.classify`). Sending happens in one place only:
+:mod:`connectors.http`. The hub owns retries, scheduling and state; a connector
+never sleeps, retries or touches a database.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import marshmallow as ma
+
+if TYPE_CHECKING:
+    import requests
+
+    from connectors.http import HttpClient
+
+
+@dataclass(frozen=True)
+class Customer:
+    email: str | None = None
+    phone: str | None = None  # E.164 when known
+    first_name: str | None = None
+    last_name: str | None = None
+    external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """A canonical integration event, as the hub hands it to every connector.
+
+    ``id`` is the action's idempotency key: stable across retries and replays,
+    so connectors put it in the platform's dedupe field.
+    """
+
+    id: str
+    name: str  # as the platform should show it, store prefix included
+    type: str  # canonical type, e.g. "review_request", "review_submitted", "test"
+    occurred_at: datetime  # timezone-aware, UTC
+    customer: Customer
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    test: bool = False
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a connector wants sent. ``secrets`` are values to redact when recorded."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    json: Any = None
+    data: bytes | None = None
+    secrets: tuple[str, ...] = ()
+
+
+class OutcomeKind(enum.StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"  # transient: try again later (5xx, 408, timeouts)
+    RATE_LIMITED = "rate_limited"  # 429: try again later, costs no retry budget
+    PERMANENT = "permanent"  # the platform will never accept this request
+    CREDENTIALS = "credentials"  # 401/403: hold the integration, don't burn attempts
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: OutcomeKind
+    reason: str = ""  # short human text, from the platform where it said why
+    retry_after: float | None = None  # seconds, from Retry-After or the platform's own header
+
+
+class SkipEvent(Exception):
+    """Raised by ``build_request`` when this event must not go to this platform.
+
+    ``code`` is a stable reason code (e.g. ``missing_identity``, ``unsupported_event``).
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ConnectorError(Exception):
+    """A failed ``verify`` or an unusable configuration. The message is safe to show."""
+
+    def __init__(self, message: str, *, field: str | None = None, credentials: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.credentials = credentials
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    identities: tuple[str, ...] = ("email",)  # any one of these must be present
+    event_types: tuple[str, ...] | None = None  # None: every event type
+    batch_size: int = 1
+    rate_limit_per_second: float | None = None
+    dedupe_field: str | None = None
+    staleness_seconds: int | None = None
+
+
+class EmptySchema(ma.Schema):
+    pass
+
+
+class Connector:
+    """Base class. Subclasses set the class attributes and ``build_request``.
+
+    ``settings`` passed to every method is the merged, validated mapping of the
+    integration's credentials and settings (credentials fields are all secret).
+    """
+
+    key: ClassVar[str]
+    label: ClassVar[str]
+    credentials_schema: ClassVar[type[ma.Schema]] = EmptySchema
+    settings_schema: ClassVar[type[ma.Schema]] = EmptySchema
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def build_request(self, event: Event, settings: Mapping[str, Any]) -> Request:
+        """Pure: no I/O. Raise :class:`SkipEvent` for events this platform can't take."""
+        raise NotImplementedError
+
+    def classify(self, response: requests.Response | None, error: Exception | None = None) -> Outcome:
+        """Default table: 2xx delivered; 408/425/429/5xx and transport errors retry;
+        401/403 credentials; any other 4xx (and 3xx, redirects are never followed)
+        permanent. Override for vendor quirks, with a comment saying why."""
+        return default_classify(response, error)
+
+    def verify(self, settings: Mapping[str, Any], http: HttpClient) -> None:
+        """Check credentials against the platform, raising :class:`ConnectorError`.
+
+        The default does nothing (connectors without a cheap account endpoint)."""
+        return None
+
+    def secrets(self, settings: Mapping[str, Any]) -> tuple[str, ...]:
+        """Values that must never be recorded: every non-empty credentials field."""
+        names = self.credentials_schema().fields.keys()
+        return tuple(str(settings[n]) for n in names if settings.get(n))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} key={self.key!r}>"
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP date. None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    from datetime import UTC
+
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def response_reason(response: requests.Response, limit: int = 300) -> str:
+    """A short reason from a platform's answer: its text, trimmed, else the status line."""
+    text = (response.text or "").strip().replace("\n", " ")
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return f"HTTP {response.status_code}: {text}" if text else f"HTTP {response.status_code} {response.reason or ''}".strip()
+
+
+def default_classify(response: requests.Response | None, error: Exception | None = None) -> Outcome:
+    if response is None:
+        kind = getattr(error, "kind", None)
+        if kind in ("blocked", "invalid_url"):
+            return Outcome(OutcomeKind.PERMANENT, reason=f"destination not allowed: {error}")
+        return Outcome(OutcomeKind.RETRY, reason=f"{kind or 'transport'} error: {error or 'no response'}")
+    status = response.status_code
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if 200 <= status < 300:
+        return Outcome(OutcomeKind.DELIVERED, reason=f"HTTP {status}")
+    if status == 429:
+        return Outcome(OutcomeKind.RATE_LIMITED, reason=response_reason(response), retry_after=retry_after)
+    if status in (408, 425) or status >= 500:
+        return Outcome(OutcomeKind.RETRY, reason=response_reason(response), retry_after=retry_after)
+    if status in (401, 403):
+        return Outcome(OutcomeKind.CREDENTIALS, reason=response_reason(response))
+    if 300 <= status < 400:
+        return Outcome(OutcomeKind.PERMANENT, reason=f"HTTP {status}: redirects are not followed")
+    return Outcome(OutcomeKind.PERMANENT, reason=response_reason(response))

@@ -1,0 +1,148 @@
+"""The JSON API: flask-smorest blueprints under /api/v1, one error shape, bearer-token auth by store."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, current_app, g, request
+from flask_smorest import Api
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import HTTPException
+
+from hub import stores
+from hub.integrations import IntegrationError
+from hub.models import Store
+from hub.runtime import Runtime
+from schemas.common import ErrorSchema
+
+log = logging.getLogger(__name__)
+
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+}
+
+
+def flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """webargs/marshmallow's nested messages as dotted paths: {"customer.email": ["Not a valid email address."]}."""
+    flat: dict[str, list[str]] = {}
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            if not prefix and key in ("json", "query", "form", "headers"):
+                path = ""  # where webargs found it; the field path says enough
+            elif key == "_schema":
+                path = prefix
+            else:
+                path = f"{prefix}.{key}" if prefix else str(key)
+            for sub, msgs in flatten(value, path).items():
+                flat.setdefault(sub, []).extend(msgs)
+    elif isinstance(messages, list) and not all(isinstance(m, str) for m in messages):
+        for item in messages:
+            for sub, msgs in flatten(item, prefix).items():
+                flat.setdefault(sub, []).extend(msgs)
+    else:
+        flat[prefix or "_body"] = [str(m) for m in messages] if isinstance(messages, list) else [str(messages)]
+    return flat
+
+
+def error_response(status: int, message: str, fields: dict[str, Any] | None = None, code: str | None = None) -> tuple[dict[str, Any], int]:
+    detail: dict[str, Any] = {"status": status, "code": code or CODES.get(status, "error"), "message": message}
+    if fields:
+        detail["fields"] = fields
+    return {"error": detail}, status
+
+
+class HubApi(Api):
+    """flask-smorest's Api with our one error shape (and the Allow header kept on 405)."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error: HTTPException):  # type: ignore[override]
+        data = getattr(error, "data", None) or {}
+        status = error.code or 500
+        headers = dict(data.get("headers") or {})
+        if status == 405:
+            headers.update(dict(error.get_headers()))
+            headers.pop("Content-Type", None)
+        if status >= 500:
+            return (*error_response(500, "Something went wrong on our side; it has been logged."), headers)
+        messages = data.get("errors") or data.get("messages")
+        fields = flatten(messages) if messages else None
+        message = data.get("message") or (
+            "The request has invalid fields." if fields and status == 422 else error.description or error.name
+        )
+        if fields and status == 400 and "_body" in fields:
+            message = "; ".join(fields["_body"])
+        return (*error_response(status, message, fields), headers)
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["tidings"]  # type: ignore[no-any-return]
+
+
+def db_session() -> Session:
+    if "db_session" not in g:
+        g.db_session = runtime().db.session()
+    return g.db_session  # type: ignore[no-any-return]
+
+
+def current_store() -> Store:
+    return g.store  # type: ignore[no-any-return]
+
+
+def authenticate() -> tuple[dict[str, Any], int] | None:
+    """before_request for API blueprints: a valid bearer token selects the store every query is scoped by."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return error_response(401, "Send an API token: Authorization: Bearer <token>.")
+    session = db_session()
+    store = stores.authenticate(session, token.strip())
+    if store is None:
+        return error_response(401, "The API token is not valid (or was revoked).")
+    session.commit()
+    g.store = store
+    return None
+
+
+def init_app(app: Flask) -> HubApi:
+    app.config.update(
+        API_TITLE="Tidings",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+    )
+    api = HubApi(
+        app,
+        spec_kwargs={
+            "info": {"description": "Tidings: review-request flows to marketing platforms, through an outbox you can steer."},
+            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearer": []}],
+        },
+    )
+    from hub.api import actions, integrations, triggers
+
+    for module in (triggers, integrations, actions):
+        api.register_blueprint(module.blp, url_prefix="/api/v1")
+
+    @app.errorhandler(IntegrationError)
+    def on_integration_error(error: IntegrationError):  # type: ignore[no-untyped-def]
+        return error_response(error.status, error.message, error.fields or None, error.code)
+
+    @app.teardown_appcontext
+    def close_session(_exc: BaseException | None) -> None:
+        session = g.pop("db_session", None)
+        if session is not None:
+            session.close()
+
+    return api

@@ -1,0 +1,100 @@
+"""Reading the outbox: actions with their attempts, and the Sent → Events view."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+from sqlalchemy import Select, or_, select
+
+from hub.api import authenticate, current_store, db_session, error_response
+from hub.models import Action, Attempt
+from schemas.actions import ActionDetailOut, ActionPage, ActionsQuery, EventPage, EventsQuery
+from schemas.common import decode_cursor, encode_cursor
+
+blp = Blueprint("actions", __name__, description="The outbox: actions and the events sent.")
+blp.before_request(authenticate)
+
+# Sent → Events shows events that went out or were tried; what only waits is in the Queue.
+SENT_STATES = ("sending", "delivered", "failed")
+
+
+def event_status(action: Action) -> str:
+    if action.state in ("pending", "queued") and action.attempt_count:
+        return "retrying"
+    return action.state
+
+
+def page(statement: Select[tuple[Action]], query: dict[str, Any]) -> tuple[list[Action], str | None]:
+    """Keyset pagination, newest first: stable while new actions arrive."""
+    if query.get("cursor"):
+        statement = statement.where(Action.id < decode_cursor(query["cursor"]))
+    rows = list(db_session().scalars(statement.order_by(Action.id.desc()).limit(query["limit"] + 1)))
+    more = len(rows) > query["limit"]
+    rows = rows[: query["limit"]]
+    return rows, (encode_cursor(rows[-1].id) if more and rows else None)
+
+
+@blp.route("/actions", methods=["GET"])
+@blp.arguments(ActionsQuery, location="query")
+@blp.response(200, ActionPage)
+def list_actions(query: dict[str, Any]) -> Any:
+    """Actions of every state, newest first; filter by state, kind, app and trigger."""
+    statement = select(Action).where(Action.store_id == current_store().id)
+    for name in ("state", "kind", "app", "trigger"):
+        if query.get(name):
+            statement = statement.where(getattr(Action, name) == query[name])
+    rows, cursor = page(statement, query)
+    return {"data": rows, "next_cursor": cursor}
+
+
+@blp.route("/actions/<int:action_id>", methods=["GET"])
+@blp.response(200, ActionDetailOut)
+@blp.alt_response(404, description="No such action in this store")
+def get_action(action_id: int) -> Any:
+    """One action with every attempt: the request as sent (secrets redacted) and the platform's answer."""
+    session = db_session()
+    action = session.scalars(
+        select(Action).where(Action.id == action_id, Action.store_id == current_store().id)
+    ).first()
+    if action is None:
+        return error_response(404, f"No action {action_id} in this store.")
+    attempts = session.scalars(select(Attempt).where(Attempt.action_id == action.id).order_by(Attempt.id)).all()
+    action.attempt_list = attempts  # type: ignore[attr-defined]
+    return action
+
+
+@blp.route("/events", methods=["GET"])
+@blp.arguments(EventsQuery, location="query")
+@blp.response(200, EventPage)
+def list_events(query: dict[str, Any]) -> Any:
+    """Sent → Events: integration events that were sent or settled, newest first."""
+    statement = select(Action).where(
+        Action.store_id == current_store().id,
+        Action.kind == "event",
+        or_(Action.state.in_(SENT_STATES), Action.attempt_count > 0),
+    )
+    if query.get("status") == "retrying":
+        statement = statement.where(Action.state.in_(("pending", "queued")), Action.attempt_count > 0)
+    elif query.get("status"):
+        statement = statement.where(Action.state == query["status"])
+    for name in ("app", "trigger"):
+        if query.get(name):
+            statement = statement.where(getattr(Action, name) == query[name])
+    rows, cursor = page(statement, query)
+    data = [
+        {
+            "id": a.id,
+            "date": a.delivered_at or a.updated_at,
+            "event": a.event_name,
+            "app": a.app,
+            "target": a.target,
+            "trigger": a.trigger,
+            "status": event_status(a),
+            "attempts": a.attempt_count,
+            "last_status": a.last_status,
+            "reason_text": a.reason_text,
+        }
+        for a in rows
+    ]
+    return {"data": data, "next_cursor": cursor}

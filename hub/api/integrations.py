@@ -1,0 +1,122 @@
+"""Integrations: connect an app, change it, disconnect it, and fire manual test events at it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+from sqlalchemy import select
+
+from hub import integrations as service
+from hub import manual
+from hub.api import authenticate, current_store, db_session, runtime
+from hub.models import Integration, IntegrationState, SandboxRequest
+from schemas.actions import ActionOut
+from schemas.common import PageQuery, decode_cursor, encode_cursor
+from schemas.integrations import (
+    IntegrationIn,
+    IntegrationList,
+    IntegrationOut,
+    IntegrationPatch,
+    SandboxRequestPage,
+    TestEventIn,
+)
+
+blp = Blueprint("integrations", __name__, description="Apps a store is connected to.")
+blp.before_request(authenticate)
+
+
+def present(integration: Integration) -> dict[str, Any]:
+    from connectors import registry
+
+    try:
+        label = registry.get(integration.app).label
+    except registry.UnknownConnector:
+        label = integration.app
+    return {
+        "id": integration.id,
+        "app": integration.app,
+        "label": label,
+        "state": integration.state,
+        "credentials": service.masked_credentials(runtime(), integration),
+        "settings": integration.settings,
+        "last_error": integration.last_error,
+        "created_at": integration.created_at,
+        "updated_at": integration.updated_at,
+    }
+
+
+@blp.route("/integrations", methods=["POST"])
+@blp.arguments(IntegrationIn)
+@blp.response(201, IntegrationOut)
+@blp.alt_response(409, description="The app is already connected")
+@blp.alt_response(422, description="Invalid fields, or the platform rejected the credentials")
+def create_integration(data: dict[str, Any]) -> Any:
+    """Connect an app. Credentials are checked against the platform when the connector can."""
+    session = db_session()
+    integration = service.connect(runtime(), session, current_store(), data)
+    session.commit()
+    return present(integration)
+
+
+@blp.route("/integrations", methods=["GET"])
+@blp.response(200, IntegrationList)
+def list_integrations() -> Any:
+    rows = db_session().scalars(
+        select(Integration)
+        .where(Integration.store_id == current_store().id, Integration.state != IntegrationState.DISCONNECTED)
+        .order_by(Integration.app)
+    )
+    return {"data": [present(i) for i in rows]}
+
+
+@blp.route("/integrations/<string:app>", methods=["GET"])
+@blp.response(200, IntegrationOut)
+@blp.alt_response(404, description="Not connected")
+def get_integration(app: str) -> Any:
+    return present(service.get(db_session(), current_store(), app))
+
+
+@blp.route("/integrations/<string:app>", methods=["PATCH"])
+@blp.arguments(IntegrationPatch)
+@blp.response(200, IntegrationOut)
+def patch_integration(data: dict[str, Any], app: str) -> Any:
+    """Change credentials or settings, pause, or resume. Masked secrets sent back keep the stored value.
+
+    New credentials for an integration that needs attention are verified, and its held actions released.
+    """
+    session = db_session()
+    integration = service.change(runtime(), session, current_store(), app, data)
+    session.commit()
+    return present(integration)
+
+
+@blp.route("/integrations/<string:app>", methods=["DELETE"])
+@blp.response(204)
+def delete_integration(app: str) -> None:
+    """Disconnect: credentials are erased, and actions still waiting for this app are skipped."""
+    session = db_session()
+    service.disconnect(session, current_store(), app)
+    session.commit()
+
+
+@blp.route("/integrations/<string:app>/test-events", methods=["POST"])
+@blp.arguments(TestEventIn)
+@blp.response(202, ActionOut)
+def post_test_event(data: dict[str, Any], app: str) -> Any:
+    """Send a manual test event now (it skips the dispatcher's poll). Read the result at /actions/<id>."""
+    return manual.send_test_event(runtime(), db_session(), current_store(), app, data)
+
+
+@blp.route("/sandbox/requests", methods=["GET"])
+@blp.arguments(PageQuery, location="query")
+@blp.response(200, SandboxRequestPage)
+def list_sandbox_requests(query: dict[str, Any]) -> Any:
+    """What the built-in sandbox app received and answered, newest first."""
+    statement = select(SandboxRequest).where(SandboxRequest.store_id == current_store().id)
+    if query["cursor"]:
+        statement = statement.where(SandboxRequest.id < decode_cursor(query["cursor"]))
+    rows = db_session().scalars(statement.order_by(SandboxRequest.id.desc()).limit(query["limit"] + 1)).all()
+    more = len(rows) > query["limit"]
+    rows = rows[: query["limit"]]
+    return {"data": rows, "next_cursor": encode_cursor(rows[-1].id) if more else None}

@@ -1,0 +1,48 @@
+"""Hand claimed actions to rq: jobs carry ids only, grouped per integration and batched."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from hub import outbox
+
+if TYPE_CHECKING:
+    from hub.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+DELIVER_JOB = "jobs.deliver.deliver"
+JOB_TIMEOUT = 600  # rq's own limit for one job; a batch of slow platform calls must fit in it
+
+
+def enqueue(rt: Runtime, claimed: Iterable[outbox.Claimed], *, at_front: bool = False) -> int:
+    """One job per integration and batch of ids. Returns the number of jobs."""
+    groups: dict[int | None, list[int]] = defaultdict(list)
+    for item in claimed:
+        groups[item.integration_id].append(item.id)
+    size = rt.config.job_batch
+    batches = [ids[i : i + size] for ids in groups.values() for i in range(0, len(ids), size)]
+    if at_front:
+        for ids in batches:
+            rt.queue.enqueue(DELIVER_JOB, ids, job_timeout=JOB_TIMEOUT, at_front=True, result_ttl=60, failure_ttl=86400)
+    elif batches:
+        rt.queue.enqueue_many(
+            [
+                rt.queue.prepare_data(DELIVER_JOB, (ids,), timeout=JOB_TIMEOUT, result_ttl=60, failure_ttl=86400)
+                for ids in batches
+            ]
+        )
+    return len(batches)
+
+
+def dispatch_once(rt: Runtime) -> int:
+    """Claim due actions (and expired leases) and enqueue them. Returns how many were claimed."""
+    claimed = outbox.claim_due(rt.db, rt.config.dispatch_batch, rt.config.lease_seconds)
+    if claimed:
+        # If enqueueing fails (Redis down), the leases run out and a later round claims them again.
+        jobs = enqueue(rt, claimed)
+        log.info("dispatched %d actions in %d jobs", len(claimed), jobs)
+    return len(claimed)

@@ -1,0 +1,155 @@
+"""Connecting, changing and disconnecting apps. Credentials are validated by the connector's own schemas,
+verified against the platform where the connector can, encrypted at rest and masked on the way out."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import marshmallow as ma
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from connectors import registry
+from connectors.base import Connector, ConnectorError
+from connectors.http import TransportError
+from hub import outbox, sandbox
+from hub.models import Action, ActionState, Integration, IntegrationState, Store
+
+if TYPE_CHECKING:
+    from hub.runtime import Runtime
+
+MASK = "••••"
+
+
+class IntegrationError(Exception):
+    """A request about an integration that cannot be carried out; becomes a 4xx answer."""
+
+    def __init__(self, status: int, code: str, message: str, fields: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.fields = status, code, message, fields or {}
+
+
+def mask_value(value: Any) -> str:
+    text = str(value)
+    return MASK + text[-4:] if len(text) >= 12 else MASK
+
+
+def is_masked(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(MASK)
+
+
+def masked_credentials(rt: Runtime, integration: Integration) -> dict[str, str]:
+    try:
+        return {k: mask_value(v) for k, v in rt.box.decrypt(integration.credentials).items() if v not in (None, "")}
+    except ValueError:
+        return {"_error": "credentials cannot be decrypted with the current HUB_SECRET_KEYS"}
+
+
+def connector_for(app: str) -> Connector:
+    try:
+        return registry.get(app)
+    except registry.UnknownConnector:
+        known = ", ".join(sorted(registry.available()))
+        raise IntegrationError(422, "validation_error", "Unknown app.", {"app": [f"Unknown app {app!r}; installed: {known}."]}) from None
+
+
+def get(session: Session, store: Store, app: str, *, include_disconnected: bool = False) -> Integration:
+    integration = session.scalars(select(Integration).where(Integration.store_id == store.id, Integration.app == app)).first()
+    if integration is None or (integration.state == IntegrationState.DISCONNECTED and not include_disconnected):
+        raise IntegrationError(404, "not_found", f"No {app!r} integration is connected.")
+    return integration
+
+
+def _load(schema: type[ma.Schema], data: dict[str, Any], prefix: str) -> dict[str, Any]:
+    try:
+        return dict(schema().load(data))
+    except ma.ValidationError as error:
+        messages = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
+        raise IntegrationError(
+            422, "validation_error", f"Invalid {prefix}.", {f"{prefix}.{k}": v for k, v in messages.items()}
+        ) from None
+
+
+def _verify(rt: Runtime, connector: Connector, settings: dict[str, Any]) -> None:
+    try:
+        connector.verify(settings, rt.http)
+    except ConnectorError as error:
+        field = f"credentials.{error.field}" if error.field else "credentials"
+        raise IntegrationError(422, "verification_failed", error.message, {field: [error.message]}) from None
+    except TransportError as error:
+        raise IntegrationError(
+            422, "verification_failed", f"Could not reach {connector.label} to check the credentials: {error}"
+        ) from None
+
+
+def connect(rt: Runtime, session: Session, store: Store, data: dict[str, Any]) -> Integration:
+    connector = connector_for(data["app"])
+    existing = session.scalars(
+        select(Integration).where(Integration.store_id == store.id, Integration.app == connector.key)
+    ).first()
+    if existing is not None and existing.state != IntegrationState.DISCONNECTED:
+        raise IntegrationError(409, "conflict", f"{connector.label} is already connected; change it with PATCH.")
+    integration = existing or Integration(store_id=store.id, app=connector.key, settings={})
+    if existing is None:
+        session.add(integration)
+        session.flush()  # the sandbox needs the id for its address
+    credentials, settings = dict(data["credentials"]), dict(data["settings"])
+    if sandbox.is_sandbox(connector.key):
+        sandbox.provision(rt, integration, credentials, settings)
+    credentials = _load(connector.credentials_schema, credentials, "credentials")
+    settings = _load(connector.settings_schema, settings, "settings")
+    if not sandbox.is_sandbox(connector.key):  # the sandbox is served by this hub: nothing to verify
+        _verify(rt, connector, {**settings, **credentials})
+    integration.credentials = rt.box.encrypt(credentials)
+    integration.settings = settings
+    integration.state = IntegrationState.CONNECTED
+    integration.last_error = None
+    session.flush()
+    return integration
+
+
+def change(rt: Runtime, session: Session, store: Store, app: str, data: dict[str, Any]) -> Integration:
+    integration = get(session, store, app)
+    connector = connector_for(integration.app)
+    old_credentials = rt.box.decrypt(integration.credentials)
+    credentials = dict(old_credentials)
+    # A masked value sent back (as read from GET) keeps the stored secret.
+    credentials.update({k: v for k, v in data.get("credentials", {}).items() if not is_masked(v)})
+    settings = {**integration.settings, **data.get("settings", {})}
+    credentials = _load(connector.credentials_schema, credentials, "credentials")
+    settings = _load(connector.settings_schema, settings, "settings")
+    credentials_changed = credentials != old_credentials
+    if credentials_changed and not sandbox.is_sandbox(connector.key):
+        _verify(rt, connector, {**settings, **credentials})
+    integration.credentials = rt.box.encrypt(credentials)
+    integration.settings = settings
+    wanted = data.get("state")
+    if wanted == IntegrationState.PAUSED:
+        integration.state = IntegrationState.PAUSED
+        outbox.hold_integration(session, integration.id, "integration_paused", f"{integration.app} is paused")
+    elif wanted == IntegrationState.CONNECTED or (
+        credentials_changed and integration.state == IntegrationState.NEEDS_ATTENTION
+    ):
+        integration.state = IntegrationState.CONNECTED
+        integration.last_error = None
+        outbox.release_integration(session, integration.id)
+    session.flush()
+    return integration
+
+
+def disconnect(session: Session, store: Store, app: str) -> None:
+    integration = get(session, store, app)
+    integration.state = IntegrationState.DISCONNECTED
+    integration.credentials = ""  # a disconnected app keeps no secret
+    session.execute(
+        update(Action)
+        .where(Action.integration_id == integration.id, Action.state.in_((ActionState.PENDING, ActionState.HELD)))
+        .values(
+            state=ActionState.SKIPPED,
+            reason_code="integration_disconnected",
+            reason_text=f"{integration.app} was disconnected",
+            updated_at=outbox.now(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()

@@ -1,0 +1,157 @@
+"""The outbox state machine. Every transition is a conditional UPDATE whose row count is checked.
+
+    pending ──claim_due──► queued ──claim_for_delivery──► sending ──► delivered | failed | skipped
+       ▲                     │  (lease expired: re-claimed)   │
+       └──── retry ──────────┴────────────────────────────────┤
+    held ◄── credentials rejected / integration paused ───────┘
+    pending | held ──cancel──► cancelled
+
+Claims use FOR UPDATE SKIP LOCKED on PostgreSQL; on SQLite (which has no row locks and silently
+drops SKIP LOCKED) the same conditional UPDATE runs alone, since SQLite serialises writers.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy.orm import Session
+
+from hub.db import Database
+from hub.models import Action, ActionState
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_lease() -> str:
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    integration_id: int | None
+
+
+def _due(at: datetime):  # type: ignore[no-untyped-def]
+    return or_(
+        and_(Action.state == ActionState.PENDING, Action.run_at <= at),
+        # A job lost with Redis, or a worker killed mid-delivery: its lease runs out and it is claimed again.
+        and_(Action.state.in_((ActionState.QUEUED, ActionState.SENDING)), Action.lease_expires_at < at),
+    )
+
+
+def claim_due(db: Database, limit: int, lease_seconds: float, at: datetime | None = None) -> list[Claimed]:
+    """Claim up to ``limit`` due actions for the dispatcher: state → queued, under a fresh lease."""
+    at = at or now()
+    ids = select(Action.id).where(_due(at)).order_by(Action.run_at).limit(limit)
+    if db.is_postgresql:
+        ids = ids.with_for_update(skip_locked=True)
+    statement = (
+        update(Action)
+        .where(Action.id.in_(ids.scalar_subquery()), _due(at))
+        .values(
+            state=ActionState.QUEUED,
+            lease_token=new_lease(),
+            lease_expires_at=at + timedelta(seconds=lease_seconds),
+            updated_at=at,
+        )
+        .returning(Action.id, Action.integration_id)
+        .execution_options(synchronize_session=False)
+    )
+    with db.transaction() as session:
+        rows = session.execute(statement).all()
+    return [Claimed(row.id, row.integration_id) for row in rows]
+
+
+def claim_one(session: Session, action_id: int, lease_seconds: float) -> bool:
+    """The fast path ("Send now", manual test events): pending → queued without waiting for the dispatcher."""
+    at = now()
+    result = session.execute(
+        update(Action)
+        .where(Action.id == action_id, Action.state == ActionState.PENDING)
+        .values(
+            state=ActionState.QUEUED,
+            run_at=at,
+            lease_token=new_lease(),
+            lease_expires_at=at + timedelta(seconds=lease_seconds),
+            updated_at=at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def claim_for_delivery(session: Session, ids: list[int], lease_seconds: float) -> dict[int, str]:
+    """A worker takes queued actions: queued → sending under its own lease. Returns id → lease token.
+
+    An action claimed twice (a job re-enqueued after its lease ran out) is taken by one worker only.
+    """
+    at = now()
+    token = new_lease()
+    rows = session.execute(
+        update(Action)
+        .where(Action.id.in_(ids), Action.state == ActionState.QUEUED)
+        .values(
+            state=ActionState.SENDING,
+            lease_token=token,
+            lease_expires_at=at + timedelta(seconds=lease_seconds),
+            updated_at=at,
+        )
+        .returning(Action.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return {row.id: token for row in rows}
+
+
+def transition(
+    session: Session,
+    action_id: int,
+    *,
+    expected: ActionState | tuple[ActionState, ...],
+    lease_token: str | None = None,
+    **values: object,
+) -> bool:
+    """Move one action out of ``expected`` (and the caller's lease, when given). False if it moved already."""
+    states = (expected,) if isinstance(expected, ActionState) else expected
+    conditions = [Action.id == action_id, Action.state.in_(states)]
+    if lease_token is not None:
+        conditions.append(Action.lease_token == lease_token)
+    values.setdefault("updated_at", now())
+    result = session.execute(
+        update(Action).where(*conditions).values(**values).execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def hold_integration(session: Session, integration_id: int, reason_code: str, reason_text: str) -> int:
+    """Hold every pending action of an integration (credentials rejected, paused). Returns how many."""
+    result = session.execute(
+        update(Action)
+        .where(Action.integration_id == integration_id, Action.state == ActionState.PENDING)
+        .values(state=ActionState.HELD, reason_code=reason_code, reason_text=reason_text, updated_at=now())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount  # type: ignore[attr-defined,no-any-return]
+
+
+def release_integration(session: Session, integration_id: int) -> int:
+    """Held actions go back to pending, due now (or at their own time if it is still ahead)."""
+    at = now()
+    result = session.execute(
+        update(Action)
+        .where(Action.integration_id == integration_id, Action.state == ActionState.HELD)
+        .values(
+            state=ActionState.PENDING,
+            run_at=case((Action.run_at < at, at), else_=Action.run_at),
+            reason_code=None,
+            reason_text=None,
+            updated_at=at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount  # type: ignore[attr-defined,no-any-return]

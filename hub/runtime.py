@@ -1,0 +1,97 @@
+"""What every process of the hub shares: config, database, Redis, the secret box and the HTTP client.
+
+Built lazily, never at import. Web (create_app), workers and the dispatcher each hold one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import cached_property
+from urllib.parse import urlsplit
+
+import redis
+from rq import Queue
+
+from connectors.http import HttpClient
+from hub import embedded_redis
+from hub.backoff import RetryPolicy
+from hub.config import Config, load
+from hub.crypto import SecretBox
+from hub.db import Database
+
+
+class Runtime:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    @cached_property
+    def db(self) -> Database:
+        return Database(self.config.database_url)
+
+    @cached_property
+    def box(self) -> SecretBox:
+        return SecretBox(self.config.secret_keys)
+
+    @cached_property
+    def redis_url(self) -> str:
+        if self.config.redis_url:
+            return self.config.redis_url
+        return embedded_redis.ensure_running(self.config.instance_path)
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url)
+
+    @cached_property
+    def queue(self) -> Queue:
+        return Queue(self.config.queue, connection=self.redis)
+
+    @cached_property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.config.retry_schedule, jitter=self.config.retry_jitter)
+
+    @cached_property
+    def public_origin(self) -> str:
+        parts = urlsplit(self.config.public_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @cached_property
+    def http(self) -> HttpClient:
+        return HttpClient(
+            connect_timeout=self.config.http_connect_timeout,
+            read_timeout=self.config.http_read_timeout,
+            allow_private=self.config.allow_private_destinations,
+            # The built-in sandbox is served by the hub itself, usually on a loopback address.
+            trusted_origins=(self.public_origin,),
+        )
+
+    def close(self) -> None:
+        if "db" in self.__dict__:
+            self.db.dispose()
+        if "http" in self.__dict__:
+            self.http.close()
+        if "redis" in self.__dict__:
+            self.redis.close()
+
+
+_current: Runtime | None = None
+_current_pid: int | None = None
+_lock = threading.Lock()
+
+
+def current() -> Runtime:
+    """The process's runtime (workers build it from the environment on first use, after any fork)."""
+    global _current, _current_pid
+    with _lock:
+        if _current is None or _current_pid != os.getpid():
+            _current = Runtime(load())
+            _current_pid = os.getpid()
+        return _current
+
+
+def set_current(runtime: Runtime | None) -> None:
+    global _current, _current_pid
+    with _lock:
+        _current = runtime
+        _current_pid = os.getpid() if runtime else None

@@ -1,0 +1,69 @@
+"""Stores (tenants), their API tokens and their default flows."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from hub.models import ApiToken, Flow, FlowStep, Store
+
+TOKEN_PREFIX = "tdg_"
+
+# trigger type -> the canonical event type its default flow sends
+DEFAULT_FLOWS = (
+    # name, trigger, [(delay_seconds, event_name, event_type)]
+    ("Post-purchase review request", "order.fulfilled", [(14 * 86400, "Review Request", "review_request")]),
+    ("Post-review actions", "review.submitted", [(0, "Review Submitted", "review_submitted")]),
+)
+
+
+def create_store(session: Session, name: str, event_prefix: str | None = None) -> Store:
+    store = Store(name=name, event_prefix=name if event_prefix is None else event_prefix)
+    session.add(store)
+    session.flush()
+    for flow_name, trigger, steps in DEFAULT_FLOWS:
+        flow = Flow(store_id=store.id, name=flow_name, trigger=trigger, enabled=True)
+        flow.steps = [
+            FlowStep(position=i, delay_seconds=delay, kind="event", app=None, event_name=event, event_type=etype)
+            for i, (delay, event, etype) in enumerate(steps)
+        ]
+        session.add(flow)
+    session.flush()
+    return store
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, store_id: int, name: str = "") -> tuple[ApiToken, str]:
+    """A new API token. Returns the row and the token itself, which is never stored and shown once."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(store_id=store_id, name=name, prefix=token[:10], token_hash=_hash(token))
+    session.add(row)
+    session.flush()
+    return row, token
+
+
+def authenticate(session: Session, token: str) -> Store | None:
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    row = session.scalars(
+        select(ApiToken).where(ApiToken.token_hash == _hash(token), ApiToken.revoked_at.is_(None))
+    ).first()
+    if row is None:
+        return None
+    now = datetime.now(UTC)
+    if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
+        # Written at most once a minute per token, so a busy integration does not write on every call.
+        session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+    return session.get(Store, row.store_id)
+
+
+def event_name(store: Store, name: str) -> str:
+    """Event names carry the store's prefix ("Acme - Review Request") so a shared platform account can tell stores apart."""
+    return f"{store.event_prefix} - {name}" if store.event_prefix else name

@@ -1,0 +1,9 @@
+"""rq job functions. They carry action ids only; the database holds everything else."""
+
+from __future__ import annotations
+
+from hub import delivery, runtime
+
+
+def deliver(action_ids: list[int]) -> dict[str, int]:
+    return delivery.deliver_batch(runtime.current(), action_ids)

@@ -1,0 +1,98 @@
+"""The outbox, read: actions, their attempts, and the Sent → Events rows."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from schemas.common import PageQuery
+
+STATES = ("pending", "held", "queued", "sending", "delivered", "cancelled", "skipped", "failed")
+KINDS = ("event", "message")
+TRIGGERS = ("auto", "manual", "test", "replay")
+
+
+class AttemptOut(ma.Schema):
+    number = fields.Integer()
+    started_at = fields.AwareDateTime()
+    duration_ms = fields.Integer()
+    outcome = fields.String()
+    http_status = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
+    request = fields.Dict(metadata={"description": "The request as sent, secrets redacted."})
+    response = fields.String(allow_none=True, metadata={"description": "The platform's answer, truncated."})
+    next_attempt_at = fields.AwareDateTime(allow_none=True)
+
+
+class ActionOut(ma.Schema):
+    id = fields.Integer()
+    state = fields.String()
+    kind = fields.String()
+    app = fields.String(allow_none=True)
+    channel = fields.String(allow_none=True)
+    event_name = fields.String(allow_none=True)
+    event_type = fields.String(allow_none=True)
+    target = fields.Dict()
+    trigger = fields.String()
+    flow_id = fields.Integer(allow_none=True)
+    trigger_id = fields.Integer(allow_none=True)
+    scheduled_at = fields.AwareDateTime()
+    run_at = fields.AwareDateTime()
+    attempt_count = fields.Integer(data_key="attempts")
+    reason_code = fields.String(allow_none=True)
+    reason_text = fields.String(allow_none=True)
+    idempotency_key = fields.String()
+    last_status = fields.Integer(allow_none=True)
+    created_at = fields.AwareDateTime()
+    updated_at = fields.AwareDateTime()
+    delivered_at = fields.AwareDateTime(allow_none=True)
+
+
+class ActionDetailOut(ActionOut):
+    payload = fields.Dict(metadata={"description": "The event as handed to the connector."})
+    attempt_list = fields.List(fields.Nested(AttemptOut), data_key="attempt_log")
+
+
+class ActionsQuery(PageQuery):
+    state = fields.String(validate=validate.OneOf(STATES))
+    kind = fields.String(validate=validate.OneOf(KINDS))
+    app = fields.String(validate=validate.Length(min=1, max=64))
+    trigger = fields.String(validate=validate.OneOf(TRIGGERS))
+
+
+class ActionPage(ma.Schema):
+    data = fields.List(fields.Nested(ActionOut))
+    next_cursor = fields.String(allow_none=True)
+
+
+class EventRowOut(ma.Schema):
+    """One row of Sent → Events."""
+
+    id = fields.Integer()
+    date = fields.AwareDateTime()
+    event = fields.String(allow_none=True)
+    app = fields.String(allow_none=True)
+    target = fields.Dict()
+    trigger = fields.String()
+    status = fields.String()
+    attempts = fields.Integer()
+    last_status = fields.Integer(allow_none=True)
+    reason_text = fields.String(allow_none=True)
+
+
+class EventsQuery(PageQuery):
+    status = fields.String(validate=validate.OneOf(("sending", "retrying", "delivered", "failed")))
+    app = fields.String(validate=validate.Length(min=1, max=64))
+    trigger = fields.String(validate=validate.OneOf(TRIGGERS))
+
+
+class EventPage(ma.Schema):
+    data = fields.List(fields.Nested(EventRowOut))
+    next_cursor = fields.String(allow_none=True)
+
+
+class TriggerOut(ma.Schema):
+    id = fields.Integer()
+    type = fields.String()
+    duplicate = fields.Boolean(metadata={"description": "True when this trigger was seen before: nothing new was created."})
+    actions = fields.List(fields.Nested(ActionOut))

@@ -1,0 +1,46 @@
+"""Shapes shared by every route: errors and cursor pagination."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+
+class ErrorDetail(ma.Schema):
+    status = fields.Integer(required=True)
+    code = fields.String(required=True, metadata={"description": "Stable, machine-readable error code."})
+    message = fields.String(required=True)
+    fields_ = fields.Dict(
+        data_key="fields",
+        metadata={"description": "Field errors: a path to the field, then its messages."},
+    )
+
+
+class ErrorSchema(ma.Schema):
+    """Every error answer has this one shape."""
+
+    error = fields.Nested(ErrorDetail, required=True)
+
+
+class PageQuery(ma.Schema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(load_default=None, metadata={"description": "next_cursor of the previous page"})
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The last id of the previous page. Raises ValidationError for anything we did not issue."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        version, _, value = text.partition(":")
+        if version != "v1":
+            raise ValueError
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ma.ValidationError("Not a valid cursor.", field_name="cursor") from None

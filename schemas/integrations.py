@@ -1,0 +1,73 @@
+"""Integrations: a store's connection to one app. Connector-specific fields are checked by the connector's own schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from schemas.triggers import validate_phone
+
+
+class IntegrationIn(ma.Schema):
+    app = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    credentials = fields.Dict(keys=fields.String(), load_default=dict)
+    settings = fields.Dict(keys=fields.String(), load_default=dict)
+
+
+class IntegrationPatch(ma.Schema):
+    credentials = fields.Dict(keys=fields.String())
+    settings = fields.Dict(keys=fields.String())
+    state = fields.String(validate=validate.OneOf(("connected", "paused")))
+
+
+class IntegrationOut(ma.Schema):
+    id = fields.Integer()
+    app = fields.String()
+    label = fields.String()
+    state = fields.String()
+    credentials = fields.Dict(metadata={"description": "Masked: secrets are never returned."})
+    settings = fields.Dict()
+    last_error = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime()
+    updated_at = fields.AwareDateTime()
+
+
+class IntegrationList(ma.Schema):
+    data = fields.List(fields.Nested(IntegrationOut))
+
+
+class TestTarget(ma.Schema):
+    email = fields.Email()
+    phone = fields.String(validate=validate_phone)
+    external_id = fields.String(validate=validate.Length(min=1, max=200))
+
+    @ma.validates_schema
+    def needs_one(self, data: dict[str, Any], **_: Any) -> None:
+        if not any(data.values()):
+            raise ma.ValidationError("Give an email, a phone or an external_id.", field_name="_schema")
+
+
+class TestEventIn(ma.Schema):
+    target = fields.Nested(TestTarget, required=True)
+    event = fields.String(load_default="Test Event", validate=validate.Length(min=1, max=120))
+    properties = fields.Dict(keys=fields.String(), load_default=dict)
+
+
+class SandboxRequestOut(ma.Schema):
+    id = fields.Integer()
+    received_at = fields.AwareDateTime()
+    method = fields.String()
+    path = fields.String()
+    idempotency_key = fields.String(allow_none=True)
+    duplicate = fields.Boolean()
+    headers = fields.Dict()
+    body = fields.Raw(allow_none=True)
+    status = fields.Integer()
+    response = fields.Raw(allow_none=True)
+
+
+class SandboxRequestPage(ma.Schema):
+    data = fields.List(fields.Nested(SandboxRequestOut))
+    next_cursor = fields.String(allow_none=True)

@@ -1,0 +1,69 @@
+"""Triggers in: what a review app or a shop tells the hub happened."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+TRIGGER_TYPES = ("order.fulfilled", "order.delivered", "review.submitted")
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+def validate_phone(value: str) -> None:
+    if not E164.match(value):
+        raise ma.ValidationError("Phone numbers must be in E.164 form, e.g. +14155550123.")
+
+
+class CustomerIn(ma.Schema):
+    email = fields.Email(validate=validate.Length(max=320))
+    phone = fields.String(validate=validate_phone)
+    first_name = fields.String(validate=validate.Length(max=200))
+    last_name = fields.String(validate=validate.Length(max=200))
+    external_id = fields.String(validate=validate.Length(min=1, max=200))
+
+    @ma.validates_schema
+    def needs_an_identity(self, data: dict[str, Any], **_: Any) -> None:
+        if not any(data.get(k) for k in ("email", "phone", "external_id")):
+            raise ma.ValidationError("Give at least one of email, phone or external_id.", field_name="_schema")
+
+
+class ItemIn(ma.Schema):
+    product_id = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    url = fields.Url(validate=validate.Length(max=2000))
+    image_url = fields.Url(validate=validate.Length(max=2000))
+    price = fields.Decimal(as_string=True, places=2, validate=validate.Range(min=0))
+    currency = fields.String(validate=validate.Regexp(r"^[A-Z]{3}$", error="Use an ISO 4217 code, e.g. USD."))
+
+
+class OrderIn(ma.Schema):
+    id = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    items = fields.List(fields.Nested(ItemIn), load_default=list, validate=validate.Length(max=500))
+
+
+class ReviewIn(ma.Schema):
+    id = fields.String(validate=validate.Length(min=1, max=200))
+    product_id = fields.String(validate=validate.Length(max=200))
+    rating = fields.Integer(required=True, validate=validate.Range(min=1, max=5))
+    title = fields.String(validate=validate.Length(max=500))
+    body = fields.String(validate=validate.Length(max=20000))
+
+
+class TriggerIn(ma.Schema):
+    type = fields.String(required=True, validate=validate.OneOf(TRIGGER_TYPES))
+    occurred_at = fields.AwareDateTime(default_timezone=UTC, load_default=None)
+    customer = fields.Nested(CustomerIn, required=True)
+    order = fields.Nested(OrderIn)
+    review = fields.Nested(ReviewIn)
+
+    @ma.validates_schema
+    def matches_its_type(self, data: dict[str, Any], **_: Any) -> None:
+        kind = data.get("type", "")
+        if kind.startswith("order.") and not data.get("order"):
+            raise ma.ValidationError(f"An {kind} trigger needs its order.", field_name="order")
+        if kind == "review.submitted" and not data.get("review"):
+            raise ma.ValidationError("A review.submitted trigger needs its review.", field_name="review")
