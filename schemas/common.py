@@ -25,9 +25,16 @@ class ErrorSchema(ma.Schema):
     error = fields.Nested(ErrorDetail, required=True)
 
 
+class Cursor(fields.String):
+    """An opaque keyset cursor; loads as the last id of the previous page."""
+
+    def _deserialize(self, value: object, attr: str | None, data: object, **kwargs: object) -> int:  # type: ignore[override]
+        return decode_cursor(str(super()._deserialize(value, attr, data, **kwargs)))
+
+
 class PageQuery(ma.Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    cursor = fields.String(load_default=None, metadata={"description": "next_cursor of the previous page"})
+    cursor = Cursor(load_default=None, metadata={"description": "next_cursor of the previous page"})
 
 
 def encode_cursor(last_id: int) -> str:
@@ -43,4 +50,4 @@ def decode_cursor(cursor: str) -> int:
             raise ValueError
         return int(value)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ma.ValidationError("Not a valid cursor.", field_name="cursor") from None
+        raise ma.ValidationError("Not a valid cursor.") from None

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from connectors.http import HttpClient
 from hub import flows
 from hub.dispatch import dispatch_once
 from hub.models import Action, Store
@@ -156,8 +157,9 @@ def test_two_dispatchers_and_two_workers_deliver_every_action_exactly_once(
 
 
 def test_a_killed_workers_action_is_claimed_again_after_its_lease_and_delivered(
-    api: Api, rt: Runtime, receiver: Receiver
+    api: Api, rt: Runtime, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setitem(rt.__dict__, "http", HttpClient(allow_private=True))  # the receiver is on 127.0.0.1
     seed(rt, api, receiver.url, 1)
     receiver.hang.set()
     dispatch_once(rt)
@@ -179,3 +181,14 @@ def test_a_killed_workers_action_is_claimed_again_after_its_lease_and_delivered(
     assert states(rt) == {"delivered": 1}
     [key] = receiver.calls
     assert receiver.calls[key] == 2  # sent again with the same key: the platform dedupes it
+
+
+def test_a_private_destination_is_refused_unless_allowed(api: Api, rt: Runtime, receiver: Receiver) -> None:
+    seed(rt, api, receiver.url, 1)
+    dispatch_once(rt)
+    run_worker(rt)
+    with rt.db.session() as session:
+        action = session.scalars(select(Action)).one()
+    assert (action.state, action.reason_code) == ("failed", "rejected")
+    assert "destination not allowed" in (action.reason_text or "")
+    assert not receiver.calls

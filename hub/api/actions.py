@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
+from flask_smorest import Blueprint, abort
 from sqlalchemy import Select, or_, select
 
-from hub.api import authenticate, current_store, db_session, error_response
+from hub.api import authenticate, current_store, db_session
 from hub.models import Action, Attempt
 from schemas.actions import ActionDetailOut, ActionPage, ActionsQuery, EventPage, EventsQuery
-from schemas.common import decode_cursor, encode_cursor
+from schemas.common import encode_cursor
 
 blp = Blueprint("actions", __name__, description="The outbox: actions and the events sent.")
 blp.before_request(authenticate)
@@ -28,7 +28,7 @@ def event_status(action: Action) -> str:
 def page(statement: Select[tuple[Action]], query: dict[str, Any]) -> tuple[list[Action], str | None]:
     """Keyset pagination, newest first: stable while new actions arrive."""
     if query.get("cursor"):
-        statement = statement.where(Action.id < decode_cursor(query["cursor"]))
+        statement = statement.where(Action.id < query["cursor"])
     rows = list(db_session().scalars(statement.order_by(Action.id.desc()).limit(query["limit"] + 1)))
     more = len(rows) > query["limit"]
     rows = rows[: query["limit"]]
@@ -58,7 +58,7 @@ def get_action(action_id: int) -> Any:
         select(Action).where(Action.id == action_id, Action.store_id == current_store().id)
     ).first()
     if action is None:
-        return error_response(404, f"No action {action_id} in this store.")
+        abort(404, message=f"No action {action_id} in this store.")
     attempts = session.scalars(select(Attempt).where(Attempt.action_id == action.id).order_by(Attempt.id)).all()
     action.attempt_list = attempts  # type: ignore[attr-defined]
     return action

@@ -12,7 +12,7 @@ from hub import manual
 from hub.api import authenticate, current_store, db_session, runtime
 from hub.models import Integration, IntegrationState, SandboxRequest
 from schemas.actions import ActionOut
-from schemas.common import PageQuery, decode_cursor, encode_cursor
+from schemas.common import PageQuery, encode_cursor
 from schemas.integrations import (
     IntegrationIn,
     IntegrationList,
@@ -115,7 +115,7 @@ def list_sandbox_requests(query: dict[str, Any]) -> Any:
     """What the built-in sandbox app received and answered, newest first."""
     statement = select(SandboxRequest).where(SandboxRequest.store_id == current_store().id)
     if query["cursor"]:
-        statement = statement.where(SandboxRequest.id < decode_cursor(query["cursor"]))
+        statement = statement.where(SandboxRequest.id < query["cursor"])
     rows = db_session().scalars(statement.order_by(SandboxRequest.id.desc()).limit(query["limit"] + 1)).all()
     more = len(rows) > query["limit"]
     rows = rows[: query["limit"]]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask import request
-from flask_smorest import Blueprint
+from flask_smorest import Blueprint, abort
 
 from hub import flows
-from hub.api import authenticate, current_store, db_session, error_response
+from hub.api import authenticate, current_store, db_session
 from schemas.actions import TriggerOut
 from schemas.triggers import TriggerIn
 
@@ -32,8 +32,10 @@ def post_trigger(data: dict[str, Any]) -> Any:
     """
     header_key = request.headers.get("Idempotency-Key")
     if header_key is not None and not 0 < len(header_key.strip()) <= MAX_IDEMPOTENCY_KEY:
-        return error_response(
-            400, "Invalid Idempotency-Key header.", {"Idempotency-Key": [f"Must be 1 to {MAX_IDEMPOTENCY_KEY} characters."]}
+        abort(
+            400,
+            message="Invalid Idempotency-Key header.",
+            errors={"Idempotency-Key": [f"Must be 1 to {MAX_IDEMPOTENCY_KEY} characters."]},
         )
     session = db_session()
     result = flows.ingest(session, current_store(), data, header_key.strip() if header_key else None)
