@@ -179,7 +179,11 @@ def response_reason(response: requests.Response, limit: int = 300) -> str:
     text = (response.text or "").strip().replace("\n", " ")
     if len(text) > limit:
         text = text[:limit] + "…"
-    return f"HTTP {response.status_code}: {text}" if text else f"HTTP {response.status_code} {response.reason or ''}".strip()
+    return (
+        f"HTTP {response.status_code}: {text}"
+        if text
+        else f"HTTP {response.status_code} {response.reason or ''}".strip()
+    )
 
 
 def default_classify(response: requests.Response | None, error: Exception | None = None) -> Outcome:

@@ -170,7 +170,8 @@ def redact(request: Request) -> dict[str, Any]:
     headers = {}
     for name, value in request.headers.items():
         lowered = name.lower()
-        if lowered in ALWAYS_REDACTED or any(hint in lowered for hint in SECRET_HINTS) and lowered != "idempotency-key":
+        secret_name = any(hint in lowered for hint in SECRET_HINTS) and lowered != "idempotency-key"
+        if lowered in ALWAYS_REDACTED or secret_name:
             headers[name] = REDACTED
         else:
             headers[name] = _scrub(value, secrets)

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from connectors.http import HttpClient
 
 
-
 class SandboxCredentials(ma.Schema):
     api_key = fields.String(required=True, validate=validate.Length(min=8, max=200))
 

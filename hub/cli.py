@@ -229,7 +229,9 @@ def events_test(app: str, store_id: int, email: str | None, phone: str | None, e
 def _messages(messages: Any) -> str:
     from hub.api import flatten
 
-    return "; ".join(f"{path}: {' '.join(msgs)}" if path != "_body" else " ".join(msgs) for path, msgs in flatten(messages).items())
+    return "; ".join(
+        f"{path}: {' '.join(msgs)}" if path != "_body" else " ".join(msgs) for path, msgs in flatten(messages).items()
+    )
 
 
 def _show_outcome(rt: Runtime, action_id: int, wait: float) -> None:
@@ -246,9 +248,13 @@ def _show_outcome(rt: Runtime, action_id: int, wait: float) -> None:
             if action.state in FINAL_STATES or attempts or time.monotonic() > deadline:
                 break
         time.sleep(0.1)
-    click.echo(f"state: {action.state}" + (f" ({action.reason_code}: {action.reason_text})" if action.reason_code else ""))
+    click.echo(
+        f"state: {action.state}" + (f" ({action.reason_code}: {action.reason_text})" if action.reason_code else "")
+    )
     for attempt in attempts:
-        click.echo(f"attempt {attempt.number}: {attempt.outcome} HTTP {attempt.http_status} in {attempt.duration_ms} ms")
+        click.echo(
+            f"attempt {attempt.number}: {attempt.outcome} HTTP {attempt.http_status} in {attempt.duration_ms} ms"
+        )
         click.echo("  sent: " + json.dumps(attempt.request, indent=2).replace("\n", "\n  "))
         click.echo(f"  answered: {attempt.response}")
     if not attempts and action.state not in FINAL_STATES:

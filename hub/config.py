@@ -81,7 +81,8 @@ def _secret_keys(name: str, raw: str) -> tuple[str, ...]:
         except (ValueError, TypeError):
             raise ConfigError(
                 f"{name}: key {position} is not a Fernet key (32 url-safe base64-encoded bytes); "
-                "make one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+                "make one with: python -c "
+                "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
             ) from None
     return keys
 

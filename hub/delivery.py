@@ -85,7 +85,9 @@ def deliver_one(rt: Runtime, action: Action, integration: Integration | None, le
     try:
         connector = registry.get(integration.app)
     except registry.UnknownConnector:
-        return _finish(rt, action, lease, ActionState.FAILED, "unknown_app", f"no connector {integration.app!r} installed")
+        return _finish(
+            rt, action, lease, ActionState.FAILED, "unknown_app", f"no connector {integration.app!r} installed"
+        )
     try:
         settings = connector_settings(rt, integration)
         request = connector.build_request(event_from_payload(action.payload), settings)
@@ -96,7 +98,9 @@ def deliver_one(rt: Runtime, action: Action, integration: Integration | None, le
     return _send(rt, action, integration, connector, request, lease)
 
 
-def _send(rt: Runtime, action: Action, integration: Integration, connector: Connector, request: Request, lease: str) -> str:
+def _send(
+    rt: Runtime, action: Action, integration: Integration, connector: Connector, request: Request, lease: str
+) -> str:
     started = outbox.now()
     clock = time.perf_counter()
     response: requests.Response | None = None
@@ -156,7 +160,11 @@ def _next_state(rt: Runtime, action: Action, outcome: Outcome) -> tuple[ActionSt
     if outcome.kind == OutcomeKind.RATE_LIMITED:
         count = action.rate_limited_count + 1
         if count > rt.config.max_rate_limited:
-            return ActionState.FAILED, {"reason_code": "rate_limited", "reason_text": outcome.reason, "rate_limited_count": count}
+            return ActionState.FAILED, {
+                "reason_code": "rate_limited",
+                "reason_text": outcome.reason,
+                "rate_limited_count": count,
+            }
         delay = policy.rate_limited_delay(count, outcome.retry_after)
         return ActionState.PENDING, {
             "run_at": at + timedelta(seconds=delay),
@@ -188,10 +196,16 @@ def _needs_attention(session: Any, integration: Integration, reason: str) -> Non
     session.execute(
         update(Integration)
         .where(Integration.id == integration.id, Integration.state == IntegrationState.CONNECTED)
-        .values(state=IntegrationState.NEEDS_ATTENTION, last_error=f"credentials rejected: {reason}", updated_at=outbox.now())
+        .values(
+            state=IntegrationState.NEEDS_ATTENTION,
+            last_error=f"credentials rejected: {reason}",
+            updated_at=outbox.now(),
+        )
         .execution_options(synchronize_session=False)
     )
-    outbox.hold_integration(session, integration.id, "integration_needs_attention", f"{integration.app} needs attention: {reason}")
+    outbox.hold_integration(
+        session, integration.id, "integration_needs_attention", f"{integration.app} needs attention: {reason}"
+    )
 
 
 def _finish(rt: Runtime, action: Action, lease: str, state: ActionState, code: str, text: str) -> str:

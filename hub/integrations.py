@@ -50,11 +50,15 @@ def connector_for(app: str) -> Connector:
         return registry.get(app)
     except registry.UnknownConnector:
         known = ", ".join(sorted(registry.available()))
-        raise IntegrationError(422, "validation_error", "Unknown app.", {"app": [f"Unknown app {app!r}; installed: {known}."]}) from None
+        raise IntegrationError(
+            422, "validation_error", "Unknown app.", {"app": [f"Unknown app {app!r}; installed: {known}."]}
+        ) from None
 
 
 def get(session: Session, store: Store, app: str, *, include_disconnected: bool = False) -> Integration:
-    integration = session.scalars(select(Integration).where(Integration.store_id == store.id, Integration.app == app)).first()
+    integration = session.scalars(
+        select(Integration).where(Integration.store_id == store.id, Integration.app == app)
+    ).first()
     if integration is None or (integration.state == IntegrationState.DISCONNECTED and not include_disconnected):
         raise IntegrationError(404, "not_found", f"No {app!r} integration is connected.")
     return integration

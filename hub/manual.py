@@ -6,7 +6,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import redis
-
 from sqlalchemy.orm import Session
 
 from hub import integrations, outbox

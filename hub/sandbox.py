@@ -113,7 +113,9 @@ def receive(
             path=f"/sandbox/{integration.id}/events",
             idempotency_key=key,
             duplicate=bool(answer.body.get("duplicate")),
-            headers={h: ("[redacted]" if h == "authorization" else headers[h]) for h in RECORDED_HEADERS if h in headers},
+            headers={
+                h: ("[redacted]" if h == "authorization" else headers[h]) for h in RECORDED_HEADERS if h in headers
+            },
             body=body if isinstance(body, dict) else {"_raw": str(body)[:2000]},
             status=answer.status,
             response=answer.body,
@@ -130,13 +132,17 @@ def _answer(
         return _error(forced, f"sandbox answered {forced} as configured", extra)
     if not isinstance(body, dict) or not body.get("name") or not body.get("customer"):
         return _error(400, "body must be a JSON object with at least name and customer")
-    duplicate = bool(key) and session.scalars(
-        select(SandboxRequest.id)
-        .where(
-            SandboxRequest.integration_id == integration.id,
-            SandboxRequest.idempotency_key == key,
-            SandboxRequest.status < 300,
-        )
-        .limit(1)
-    ).first() is not None
+    duplicate = (
+        bool(key)
+        and session.scalars(
+            select(SandboxRequest.id)
+            .where(
+                SandboxRequest.integration_id == integration.id,
+                SandboxRequest.idempotency_key == key,
+                SandboxRequest.status < 300,
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
     return Answer(forced or 202, {"status": "accepted", "id": body.get("id"), "duplicate": duplicate}, {})

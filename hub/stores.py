@@ -65,5 +65,5 @@ def authenticate(session: Session, token: str) -> Store | None:
 
 
 def event_name(store: Store, name: str) -> str:
-    """Event names carry the store's prefix ("Acme - Review Request") so a shared platform account can tell stores apart."""
+    """Event names carry the store's prefix ("Acme - Review Request"): one platform account can serve several stores."""
     return f"{store.event_prefix} - {name}" if store.event_prefix else name

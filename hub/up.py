@@ -23,7 +23,9 @@ DEMO_STORE = "Demo Store"
 def run(config: Config, *, port: int, workers: int, demo: bool) -> None:
     rt = Runtime(config)
     upgrade(rt.db)
-    started_redis = config.embedded_redis and not embedded_redis._alive(embedded_redis.socket_path(config.instance_path))
+    started_redis = config.embedded_redis and not embedded_redis._alive(
+        embedded_redis.socket_path(config.instance_path)
+    )
     redis_url = rt.redis_url
     env = {
         "HUB_INSTANCE_PATH": str(config.instance_path),
@@ -62,7 +64,9 @@ def _demo(rt: Runtime, url: str) -> None:
     from hub.stores import create_store, create_token
 
     with rt.db.transaction() as session:
-        store = session.scalars(select(Store).where(Store.name == DEMO_STORE)).first() or create_store(session, DEMO_STORE, "Demo")
+        store = session.scalars(select(Store).where(Store.name == DEMO_STORE)).first() or create_store(
+            session, DEMO_STORE, "Demo"
+        )
         _, token = create_token(session, store.id, "demo")
     if not _wait_for(url):
         click.echo("the web process did not start; see its output above", err=True)

@@ -13,7 +13,11 @@ log = logging.getLogger(__name__)
 
 def run(rt: Runtime, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
-    log.info("dispatcher started: every %.2fs, up to %d actions a round", rt.config.dispatch_interval, rt.config.dispatch_batch)
+    log.info(
+        "dispatcher started: every %.2fs, up to %d actions a round",
+        rt.config.dispatch_interval,
+        rt.config.dispatch_batch,
+    )
     while not stop.is_set():
         try:
             claimed = dispatch_once(rt)

@@ -94,5 +94,7 @@ class EventPage(ma.Schema):
 class TriggerOut(ma.Schema):
     id = fields.Integer()
     type = fields.String()
-    duplicate = fields.Boolean(metadata={"description": "True when this trigger was seen before: nothing new was created."})
+    duplicate = fields.Boolean(
+        metadata={"description": "True when this trigger was seen before: nothing new was created."}
+    )
     actions = fields.List(fields.Nested(ActionOut))

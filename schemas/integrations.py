@@ -1,4 +1,6 @@
-"""Integrations: a store's connection to one app. Connector-specific fields are checked by the connector's own schemas."""
+"""Integrations: a store's connection to one app.
+
+Connector-specific fields are checked by the connector's own schemas."""
 
 from __future__ import annotations
 

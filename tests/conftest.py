@@ -54,7 +54,9 @@ def _free_port() -> int:
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if os.environ.get("TIDINGS_TEST_DATABASE") != "sqlite" and _reachable("127.0.0.1", 5432):
         name = f"tidings_test_{os.getpid()}_{secrets.token_hex(3)}"
-        admin = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+        admin = create_engine(
+            POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+        )
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + name

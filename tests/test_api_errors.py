@@ -63,7 +63,11 @@ def test_every_api_route_refuses_a_missing_or_wrong_token(
         ({"type": "order.fulfilled", "customer": {"email": "a@example.com"}}, ["order"]),
         ({"type": "review.submitted", "customer": {"email": "a@example.com"}}, ["review"]),
         (
-            {"type": "order.fulfilled", "customer": {"email": "a@x.com"}, "order": {"id": "1", "items": [{"name": ""}]}},
+            {
+                "type": "order.fulfilled",
+                "customer": {"email": "a@x.com"},
+                "order": {"id": "1", "items": [{"name": ""}]},
+            },
             ["order.items.0.product_id", "order.items.0.name"],
         ),
         ({**VALID_TRIGGER, "surprise": True}, ["surprise"]),
@@ -97,13 +101,25 @@ def test_an_unknown_app_is_a_422_naming_the_installed_ones(api: Api) -> None:
     ("body", "fields"),
     [
         ({"app": "webhook", "settings": {"url": "https://h.example.com"}}, ["credentials.signing_secret"]),
-        ({"app": "webhook", "credentials": {"signing_secret": SECRET}, "settings": {"url": "ftp://x"}}, ["settings.url"]),
-        ({"app": "webhook", "credentials": {"signing_secret": "hunter2"}, "settings": {"url": "https://h.example.com"}}, ["credentials.signing_secret"]),
+        (
+            {"app": "webhook", "credentials": {"signing_secret": SECRET}, "settings": {"url": "ftp://x"}},
+            ["settings.url"],
+        ),
+        (
+            {
+                "app": "webhook",
+                "credentials": {"signing_secret": "hunter2"},
+                "settings": {"url": "https://h.example.com"},
+            },
+            ["credentials.signing_secret"],
+        ),
         ({"app": "webhook", "credentials": "secret", "settings": {}}, ["credentials"]),
         ({}, ["app"]),
     ],
 )
-def test_invalid_integration_fields_are_422s_and_store_nothing(api: Api, rt: Runtime, body: Any, fields: list[str]) -> None:
+def test_invalid_integration_fields_are_422s_and_store_nothing(
+    api: Api, rt: Runtime, body: Any, fields: list[str]
+) -> None:
     assert_error(api.post("/api/v1/integrations", json=body), 422, *fields)
     with rt.db.session() as session:
         assert session.scalar(select(func.count()).select_from(Integration)) == 0
@@ -117,7 +133,11 @@ def test_connecting_an_app_twice_is_a_409(api: Api) -> None:
 def test_a_bad_patch_is_a_422_and_keeps_the_integration_as_it_was(api: Api) -> None:
     api.post(
         "/api/v1/integrations",
-        json={"app": "webhook", "credentials": {"signing_secret": SECRET}, "settings": {"url": "https://h.example.com"}},
+        json={
+            "app": "webhook",
+            "credentials": {"signing_secret": SECRET},
+            "settings": {"url": "https://h.example.com"},
+        },
     )
     before = api.get("/api/v1/integrations/webhook").json
     assert_error(api.patch("/api/v1/integrations/webhook", json={"settings": {"url": "nope"}}), 422, "settings.url")
@@ -128,10 +148,16 @@ def test_a_bad_patch_is_a_422_and_keeps_the_integration_as_it_was(api: Api) -> N
 def test_sending_masked_credentials_back_keeps_the_stored_secret(api: Api, rt: Runtime) -> None:
     api.post(
         "/api/v1/integrations",
-        json={"app": "webhook", "credentials": {"signing_secret": SECRET}, "settings": {"url": "https://h.example.com"}},
+        json={
+            "app": "webhook",
+            "credentials": {"signing_secret": SECRET},
+            "settings": {"url": "https://h.example.com"},
+        },
     )
     masked = api.get("/api/v1/integrations/webhook").json["credentials"]
-    answer = api.patch("/api/v1/integrations/webhook", json={"credentials": masked, "settings": {"url": "https://new.example.com"}})
+    answer = api.patch(
+        "/api/v1/integrations/webhook", json={"credentials": masked, "settings": {"url": "https://new.example.com"}}
+    )
     assert answer.status_code == 200, answer.json
     with rt.db.session() as session:
         stored = rt.box.decrypt(session.scalars(select(Integration.credentials)).one())
@@ -215,7 +241,9 @@ def test_the_sandbox_platform_refuses_a_wrong_key_and_records_it(api: Api, app: 
     sandbox = api.post("/api/v1/integrations", json={"app": "sandbox"}).json
     client = app.test_client()
     path = f"/sandbox/{sandbox['id']}/events"
-    answer = client.post(path, json={"name": "x", "customer": {"email": "a@b.co"}}, headers={"Authorization": "Bearer wrong"})
+    answer = client.post(
+        path, json={"name": "x", "customer": {"email": "a@b.co"}}, headers={"Authorization": "Bearer wrong"}
+    )
     assert answer.status_code == 401
     assert client.post("/sandbox/999999/events", json={}).status_code == 404
     [recorded] = api.get("/api/v1/sandbox/requests").json["data"]

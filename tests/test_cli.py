@@ -112,7 +112,15 @@ def test_three_upgrades_at_once_on_a_fresh_postgresql_database_all_succeed(rt: R
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     try:
         env = {**os.environ, **env_for(rt), "HUB_DATABASE_URL": POSTGRES_URL.rsplit("/", 1)[0] + "/" + name}
-        runs = [subprocess.Popen([sys.executable, "-m", "hub", "db", "upgrade"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(3)]
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "hub", "db", "upgrade"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            for _ in range(3)
+        ]
         outputs = [p.communicate(timeout=60)[0].decode() for p in runs]
         assert [p.returncode for p in runs] == [0, 0, 0], outputs
         assert all("database at revision 0001" in o for o in outputs)
@@ -148,9 +156,8 @@ def test_hub_up_runs_everything_on_the_embedded_default_and_ctrl_c_stops_it_all(
         rest = up.communicate(timeout=30)[0].decode()
     assert up.returncode is not None
     assert "web stopped" in rest and "worker stopped" in rest and "dispatcher stopped" in rest
-    with pytest.raises(OSError):  # the embedded Redis it started is gone too
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.connect(str(tmp_path / "redis.sock"))
+    with pytest.raises(OSError), socket.socket(socket.AF_UNIX) as sock:  # the embedded Redis it started is gone too
+        sock.connect(str(tmp_path / "redis.sock"))
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
 

@@ -10,7 +10,9 @@ from cryptography.fernet import Fernet
 from hub.config import DEFAULT_RETRY_SCHEDULE, ConfigError, load
 
 
-def test_with_no_configuration_the_hub_uses_a_sqlite_file_and_a_generated_key_in_the_instance_folder(tmp_path: Path) -> None:
+def test_with_no_configuration_the_hub_uses_a_sqlite_file_and_a_generated_key_in_the_instance_folder(
+    tmp_path: Path,
+) -> None:
     config = load({"HUB_INSTANCE_PATH": str(tmp_path)})
     assert config.database_url == f"sqlite:///{tmp_path / 'tidings.db'}"
     assert config.embedded_redis and config.redis_url == ""
@@ -42,7 +44,9 @@ def test_the_default_retry_schedule_is_about_eight_attempts_over_about_a_day() -
         ("HUB_DATBASE_URL", "sqlite:///x.db"),
     ],
 )
-def test_a_bad_value_stops_start_up_with_a_message_naming_the_variable(tmp_path: Path, variable: str, value: str) -> None:
+def test_a_bad_value_stops_start_up_with_a_message_naming_the_variable(
+    tmp_path: Path, variable: str, value: str
+) -> None:
     with pytest.raises(ConfigError, match=variable):
         load({"HUB_INSTANCE_PATH": str(tmp_path), variable: value})
 

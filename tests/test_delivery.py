@@ -260,7 +260,9 @@ def test_the_sandbox_marks_a_repeated_idempotency_key_as_a_duplicate(api: Api, r
     assert [r["duplicate"] for r in received] == [True, False]
 
 
-def test_a_paused_integration_holds_new_actions_and_resuming_releases_them(api: Api, rt: Runtime, live_server: str) -> None:
+def test_a_paused_integration_holds_new_actions_and_resuming_releases_them(
+    api: Api, rt: Runtime, live_server: str
+) -> None:
     api.post("/api/v1/integrations", json={"app": "sandbox"})
     assert api.patch("/api/v1/integrations/sandbox", json={"state": "paused"}).json["state"] == "paused"
     created = api.post("/api/v1/triggers", json=review_trigger()).json

@@ -89,7 +89,10 @@ def child_env(rt: Runtime, **extra: str) -> dict[str, str]:
 
 def spawn(rt: Runtime, *args: str, **extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "hub", *args], env=child_env(rt, **extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [sys.executable, "-m", "hub", *args],
+        env=child_env(rt, **extra),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 

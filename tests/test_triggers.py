@@ -117,7 +117,9 @@ def test_a_trigger_with_no_app_connected_creates_no_action(api: Api) -> None:
 
 def test_customers_are_matched_by_external_id_email_or_phone(api: Api, rt: Runtime) -> None:
     api.post("/api/v1/triggers", json=order_trigger("1"))
-    api.post("/api/v1/triggers", json=order_trigger("2", customer={"email": "ada@example.com", "last_name": "Lovelace"}))
+    api.post(
+        "/api/v1/triggers", json=order_trigger("2", customer={"email": "ada@example.com", "last_name": "Lovelace"})
+    )
     with rt.db.session() as session:
         [customer] = session.scalars(select(Customer)).all()
     assert (customer.first_name, customer.last_name, customer.external_id) == ("Ada", "Lovelace", "cus_1")

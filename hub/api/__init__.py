@@ -55,7 +55,9 @@ def flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     return flat
 
 
-def error_response(status: int, message: str, fields: dict[str, Any] | None = None, code: str | None = None) -> tuple[dict[str, Any], int]:
+def error_response(
+    status: int, message: str, fields: dict[str, Any] | None = None, code: str | None = None
+) -> tuple[dict[str, Any], int]:
     detail: dict[str, Any] = {"status": status, "code": code or CODES.get(status, "error"), "message": message}
     if fields:
         detail["fields"] = fields
@@ -125,7 +127,9 @@ def init_app(app: Flask) -> HubApi:
     api = HubApi(
         app,
         spec_kwargs={
-            "info": {"description": "Tidings: review-request flows to marketing platforms, through an outbox you can steer."},
+            "info": {
+                "description": "Tidings: review-request flows to marketing platforms, through an outbox you can steer."
+            },
             "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
             "security": [{"bearer": []}],
         },

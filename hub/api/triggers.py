@@ -40,5 +40,10 @@ def post_trigger(data: dict[str, Any]) -> Any:
     session = db_session()
     result = flows.ingest(session, current_store(), data, header_key.strip() if header_key else None)
     session.commit()
-    body = {"id": result.trigger.id, "type": result.trigger.type, "duplicate": result.duplicate, "actions": result.actions}
+    body = {
+        "id": result.trigger.id,
+        "type": result.trigger.type,
+        "duplicate": result.duplicate,
+        "actions": result.actions,
+    }
     return body, (200 if result.duplicate else 202)
