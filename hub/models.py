@@ -262,7 +262,11 @@ class SandboxRequest(Base):
     """What the built-in sandbox app received, and what it answered."""
 
     __tablename__ = "sandbox_requests"
-    __table_args__ = (Index("ix_sandbox_requests_integration", "integration_id", "id"),)
+    __table_args__ = (
+        Index("ix_sandbox_requests_integration", "integration_id", "id"),
+        Index("ix_sandbox_requests_key", "integration_id", "idempotency_key"),
+        Index("ix_sandbox_requests_store", "store_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))

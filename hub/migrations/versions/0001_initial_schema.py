@@ -154,6 +154,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("sandbox_requests", schema=None) as batch_op:
         batch_op.create_index("ix_sandbox_requests_integration", ["integration_id", "id"], unique=False)
+        batch_op.create_index("ix_sandbox_requests_key", ["integration_id", "idempotency_key"], unique=False)
+        batch_op.create_index("ix_sandbox_requests_store", ["store_id", "id"], unique=False)
 
     op.create_table(
         "triggers",
@@ -290,6 +292,8 @@ def downgrade() -> None:
     op.drop_table("actions")
     op.drop_table("triggers")
     with op.batch_alter_table("sandbox_requests", schema=None) as batch_op:
+        batch_op.drop_index("ix_sandbox_requests_store")
+        batch_op.drop_index("ix_sandbox_requests_key")
         batch_op.drop_index("ix_sandbox_requests_integration")
 
     op.drop_table("sandbox_requests")

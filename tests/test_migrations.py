@@ -1,0 +1,17 @@
+"""The migrations build exactly the schema the models describe, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from hub.migrate import current
+from hub.models import Base
+from hub.runtime import Runtime
+
+
+def test_the_migrated_schema_matches_the_models(rt: Runtime) -> None:
+    with rt.db.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []
+    assert current(rt.db) == "0001"
