@@ -38,7 +38,7 @@ def friendly(func: F) -> F:
         except (RedisConnectionError, EmbeddedRedisError) as error:
             raise click.ClickException(f"redis: {error}") from None
         except IntegrationError as error:
-            details = "; ".join(f"{k}: {' '.join(v)}" for k, v in error.fields.items())
+            details = _messages(error.fields) if error.fields else ""
             raise click.ClickException(error.message + (f" ({details})" if details else "")) from None
 
     return wrapper  # type: ignore[return-value]

@@ -69,9 +69,7 @@ def _load(schema: type[ma.Schema], data: dict[str, Any], prefix: str) -> dict[st
         return dict(schema().load(data))
     except ma.ValidationError as error:
         messages = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
-        raise IntegrationError(
-            422, "validation_error", f"Invalid {prefix}.", {f"{prefix}.{k}": v for k, v in messages.items()}
-        ) from None
+        raise IntegrationError(422, "validation_error", f"Invalid {prefix}.", {prefix: messages}) from None
 
 
 def _verify(rt: Runtime, connector: Connector, settings: dict[str, Any]) -> None:

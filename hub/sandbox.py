@@ -93,7 +93,14 @@ def _scripted_or_configured(integration: Integration) -> tuple[int | None, dict[
 def receive(
     rt: Runtime, session: Session, integration_id: int, authorization: str | None, headers: dict[str, str], body: Any
 ) -> Answer:
-    integration = _integration(session, integration_id, lock=True)
+    unlocked = _integration(session, integration_id)
+    if unlocked is None:
+        return _error(404, "no such sandbox")
+    latency = min(int(unlocked.settings.get("latency_ms") or 0), MAX_LATENCY_MS)
+    session.rollback()  # end the read before waiting: the latency must not hold a lock or a transaction
+    if latency:
+        time.sleep(latency / 1000)
+    integration = _integration(session, integration_id, lock=True)  # scripted answers are consumed one at a time
     if integration is None:
         return _error(404, "no such sandbox")
     key = headers.get("idempotency-key")
@@ -101,9 +108,6 @@ def receive(
         answer = _error(401, "invalid API key")
     else:
         forced, settings = _scripted_or_configured(integration)
-        latency = min(int(settings.get("latency_ms") or 0), MAX_LATENCY_MS)
-        if latency:
-            time.sleep(latency / 1000)
         answer = _answer(session, integration, forced, settings, key, body)
     session.add(
         SandboxRequest(

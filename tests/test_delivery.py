@@ -289,3 +289,29 @@ def test_credentials_are_masked_in_every_response(api: Api, secret_free_path: st
     connect_webhook(api)
     body = api.get(secret_free_path).get_data(as_text=True)
     assert SECRET not in body and SECRET[-20:] not in body
+
+
+def test_the_sandbox_fails_the_share_of_requests_the_tester_asks_for(api: Api, rt: Runtime, live_server: str) -> None:
+    api.post("/api/v1/integrations", json={"app": "sandbox"})
+    api.patch("/api/v1/integrations/sandbox", json={"settings": {"failure_rate": 1.0, "failure_status": 500}})
+    api.post("/api/v1/triggers", json=review_trigger())
+    deliver_round(rt)
+    action = one_action(api)
+    assert (action["state"], action["attempt_log"][0]["http_status"]) == ("pending", 500)
+
+
+def test_the_sandbox_answers_after_the_latency_the_tester_sets(api: Api, rt: Runtime, live_server: str) -> None:
+    api.post("/api/v1/integrations", json={"app": "sandbox"})
+    api.patch("/api/v1/integrations/sandbox", json={"settings": {"latency_ms": 300}})
+    api.post("/api/v1/triggers", json=review_trigger())
+    deliver_round(rt)
+    action = one_action(api)
+    assert action["state"] == "delivered"
+    assert action["attempt_log"][0]["duration_ms"] >= 300
+
+
+def test_sandbox_settings_are_validated(api: Api) -> None:
+    api.post("/api/v1/integrations", json={"app": "sandbox"})
+    answer = api.patch("/api/v1/integrations/sandbox", json={"settings": {"failure_rate": 2, "script": [99]}})
+    assert answer.status_code == 422
+    assert set(answer.json["error"]["fields"]) == {"settings.failure_rate", "settings.script.0"}

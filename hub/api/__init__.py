@@ -141,7 +141,7 @@ def init_app(app: Flask) -> HubApi:
 
     @app.errorhandler(IntegrationError)
     def on_integration_error(error: IntegrationError):  # type: ignore[no-untyped-def]
-        return error_response(error.status, error.message, error.fields or None, error.code)
+        return error_response(error.status, error.message, flatten(error.fields) or None, error.code)
 
     @app.teardown_appcontext
     def close_session(_exc: BaseException | None) -> None:
