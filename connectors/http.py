@@ -103,6 +103,9 @@ class HttpClient:
         self.trusted_origins = {_origin(o) for o in trusted_origins}
         self.session = requests.Session()
         self.session.headers["User-Agent"] = user_agent
+        # Proxy variables from the environment are not used: looking them up costs a scan of os.environ
+        # on every request, and a platform call should not be routed somewhere nobody configured.
+        self.session.trust_env = False
         if not allow_private:
             guarded = _GuardedAdapter(pool_connections=20, pool_maxsize=20)
             self.session.mount("http://", guarded)

@@ -1,24 +1,32 @@
-"""Deliver claimed actions: guards, connector, one HTTP call, classification, attempt + state together."""
+"""Deliver claimed actions: guards, connector, one HTTP call, classification, attempt + state together.
+
+A job carries a batch of action ids. The worker claims them (queued → sending, one lease token for
+the batch), decides and sends each in turn over one pooled HTTP session, then writes every attempt
+and every new state of the batch in one transaction. Transitions stay conditional on the state and
+the lease token; those that find the action moved on (its lease ran out and another worker took it)
+are not applied, and the attempts are recorded all the same.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
 
 from connectors import registry
-from connectors.base import Connector, Customer, Event, Outcome, OutcomeKind, Request, SkipEvent
+from connectors.base import Connector, Customer, Event, Outcome, OutcomeKind, SkipEvent
 from connectors.http import TransportError, redact
 from hub import outbox
 from hub.flows import hold_reason
 from hub.models import Action, ActionState, Attempt, Integration, IntegrationState
-from schemas.events import EventPayload
 
 if TYPE_CHECKING:
     import requests
@@ -26,34 +34,56 @@ if TYPE_CHECKING:
     from hub.runtime import Runtime
 
 log = logging.getLogger(__name__)
-_payload_schema = EventPayload()
 
 RESPONSE_EXCERPT = 2000
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 _PHONE = re.compile(r"\+\d{7,15}")
+_CUSTOMER_FIELDS = ("email", "phone", "first_name", "last_name", "external_id")
 
 
 def scrub(text: str, limit: int = RESPONSE_EXCERPT) -> str:
     """A platform's answer as we keep it: e-mail addresses and phone numbers removed, truncated."""
-    text = _PHONE.sub("[phone]", _EMAIL.sub("[email]", text))
+    text = _PHONE.sub("[phone]", _EMAIL.sub("[email]", text[: limit * 2]))
     return text if len(text) <= limit else text[:limit] + "…"
 
 
 def event_from_payload(payload: Mapping[str, Any]) -> Event:
-    data = _payload_schema.load(payload)
+    """The action's snapshot (schemas.events.EventPayload, written by the hub) as a connector Event."""
+    customer = payload.get("customer") or {}
     return Event(
-        id=data["id"],
-        name=data["name"],
-        type=data["type"],
-        occurred_at=data["occurred_at"],
-        customer=Customer(**data["customer"]),
-        properties=data["properties"],
-        test=data["test"],
+        id=payload["id"],
+        name=payload["name"],
+        type=payload["type"],
+        occurred_at=datetime.fromisoformat(payload["occurred_at"]),
+        customer=Customer(**{k: customer.get(k) for k in _CUSTOMER_FIELDS}),
+        properties=payload.get("properties") or {},
+        test=bool(payload.get("test")),
     )
 
 
 def connector_settings(rt: Runtime, integration: Integration) -> dict[str, Any]:
     return {**integration.settings, **rt.box.decrypt(integration.credentials)}
+
+
+@dataclass
+class Decision:
+    """What became of one action in this batch; written with the others in one transaction."""
+
+    action: Action
+    state: ActionState
+    values: dict[str, Any] = field(default_factory=dict)
+    attempt: dict[str, Any] | None = None
+    credentials_rejected: str | None = None  # the platform's reason, when it refused the credentials
+
+
+@dataclass
+class Target:
+    """One integration as the batch uses it: its connector and decrypted settings, looked up once."""
+
+    integration: Integration | None
+    connector: Connector | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    problem: tuple[ActionState, str, str] | None = None
 
 
 def deliver_batch(rt: Runtime, action_ids: list[int]) -> dict[str, int]:
@@ -62,45 +92,46 @@ def deliver_batch(rt: Runtime, action_ids: list[int]) -> dict[str, int]:
         leases = outbox.claim_for_delivery(session, action_ids, rt.config.lease_seconds)
     if not leases:
         return {}
+    lease = next(iter(leases.values()))
     with rt.db.session() as session:
         actions = session.scalars(select(Action).where(Action.id.in_(leases)).order_by(Action.id)).all()
         integration_ids = {a.integration_id for a in actions if a.integration_id is not None}
         integrations = {
             i.id: i for i in session.scalars(select(Integration).where(Integration.id.in_(integration_ids))).all()
         }
-    tally: Counter[str] = Counter()
-    for action in actions:
-        integration = integrations.get(action.integration_id) if action.integration_id else None
-        tally[deliver_one(rt, action, integration, leases[action.id])] += 1
-    return dict(tally)
+    targets = {iid: _target(rt, integrations.get(iid)) for iid in integration_ids}
+    decisions = [_decide(rt, action, targets.get(action.integration_id) or Target(None)) for action in actions]
+    return _record(rt, decisions, lease)
 
 
-def deliver_one(rt: Runtime, action: Action, integration: Integration | None, lease: str) -> str:
-    """Deliver one action this worker holds under ``lease``. Returns the state it ended in."""
+def _target(rt: Runtime, integration: Integration | None) -> Target:
     if integration is None or integration.state == IntegrationState.DISCONNECTED:
-        return _finish(rt, action, lease, ActionState.SKIPPED, "integration_disconnected", "the app was disconnected")
+        return Target(integration, problem=(ActionState.SKIPPED, "integration_disconnected", "the app was disconnected"))
     if integration.state != IntegrationState.CONNECTED:
-        state, code, text = hold_reason(integration)
-        return _finish(rt, action, lease, state, code, text)
+        return Target(integration, problem=hold_reason(integration))
     try:
         connector = registry.get(integration.app)
     except registry.UnknownConnector:
-        return _finish(
-            rt, action, lease, ActionState.FAILED, "unknown_app", f"no connector {integration.app!r} installed"
-        )
+        return Target(integration, problem=(ActionState.FAILED, "unknown_app", f"no connector {integration.app!r}"))
     try:
         settings = connector_settings(rt, integration)
-        request = connector.build_request(event_from_payload(action.payload), settings)
-    except SkipEvent as skip:
-        return _finish(rt, action, lease, ActionState.SKIPPED, skip.code, skip.message)
     except ValueError as error:
-        return _finish(rt, action, lease, ActionState.FAILED, "bad_configuration", str(error))
-    return _send(rt, action, integration, connector, request, lease)
+        return Target(integration, problem=(ActionState.FAILED, "bad_configuration", str(error)))
+    return Target(integration, connector, settings)
 
 
-def _send(
-    rt: Runtime, action: Action, integration: Integration, connector: Connector, request: Request, lease: str
-) -> str:
+def _decide(rt: Runtime, action: Action, target: Target) -> Decision:
+    if target.problem is not None:
+        state, code, text = target.problem
+        return Decision(action, state, {"reason_code": code, "reason_text": text})
+    assert target.connector is not None and target.integration is not None
+    try:
+        request = target.connector.build_request(event_from_payload(action.payload), target.settings)
+    except SkipEvent as skip:
+        return Decision(action, ActionState.SKIPPED, {"reason_code": skip.code, "reason_text": skip.message})
+    except (KeyError, ValueError) as error:
+        return Decision(action, ActionState.FAILED, {"reason_code": "bad_configuration", "reason_text": str(error)})
+
     started = outbox.now()
     clock = time.perf_counter()
     response: requests.Response | None = None
@@ -110,46 +141,33 @@ def _send(
     except TransportError as exc:
         error = exc
     duration_ms = int((time.perf_counter() - clock) * 1000)
-    outcome = connector.classify(response, error)
-    attempt = Attempt(
-        action_id=action.id,
-        store_id=action.store_id,
-        number=action.attempt_count + 1,
-        started_at=started,
-        duration_ms=duration_ms,
-        outcome=outcome.kind.value,
-        http_status=response.status_code if response is not None else None,
-        error=str(error) if error else (outcome.reason if outcome.kind != OutcomeKind.DELIVERED else None),
-        request=redact(request),
-        response=scrub(response.text) if response is not None else None,
-    )
+    outcome = target.connector.classify(response, error)
     state, values = _next_state(rt, action, outcome)
-    attempt.next_attempt_at = values.get("run_at") if state == ActionState.PENDING else None  # type: ignore[assignment]
-    with rt.db.transaction() as session:
-        session.add(attempt)
-        moved = outbox.transition(
-            session,
-            action.id,
-            expected=ActionState.SENDING,
-            lease_token=lease,
-            state=state,
-            attempt_count=Action.attempt_count + 1,
-            last_status=attempt.http_status,
-            lease_expires_at=None,
-            **values,
-        )
-        if moved and outcome.kind == OutcomeKind.CREDENTIALS:
-            _needs_attention(session, integration, outcome.reason)
+    status = response.status_code if response is not None else None
+    values.update(attempt_count=Action.attempt_count + 1, last_status=status)
+    attempt = {
+        "action_id": action.id,
+        "store_id": action.store_id,
+        "number": action.attempt_count + 1,
+        "started_at": started,
+        "duration_ms": duration_ms,
+        "outcome": outcome.kind.value,
+        "http_status": status,
+        "error": str(error) if error else (outcome.reason if outcome.kind != OutcomeKind.DELIVERED else None),
+        "request": redact(request),
+        "response": scrub(response.text) if response is not None else None,
+        "next_attempt_at": values.get("run_at") if state == ActionState.PENDING else None,
+    }
     log.info(
-        "attempt action=%s app=%s status=%s outcome=%s duration_ms=%s%s",
+        "attempt action=%s app=%s status=%s outcome=%s duration_ms=%s",
         action.id,
-        integration.app,
-        attempt.http_status,
+        target.integration.app,
+        status,
         outcome.kind.value,
         duration_ms,
-        "" if moved else " (lease lost: another worker owns this action now)",
     )
-    return state.value if moved else "lease_lost"
+    rejected = outcome.reason if outcome.kind == OutcomeKind.CREDENTIALS else None
+    return Decision(action, state, values, attempt, rejected)
 
 
 def _next_state(rt: Runtime, action: Action, outcome: Outcome) -> tuple[ActionState, dict[str, Any]]:
@@ -174,15 +192,15 @@ def _next_state(rt: Runtime, action: Action, outcome: Outcome) -> tuple[ActionSt
         }
     if outcome.kind == OutcomeKind.RETRY:
         failures = action.failure_count + 1
-        delay = policy.delay(failures, outcome.retry_after)
-        if delay is None:
+        retry_delay = policy.delay(failures, outcome.retry_after)
+        if retry_delay is None:
             return ActionState.FAILED, {
                 "failure_count": failures,
                 "reason_code": "retries_exhausted",
                 "reason_text": f"gave up after {failures} failed attempts; last: {outcome.reason}",
             }
         return ActionState.PENDING, {
-            "run_at": at + timedelta(seconds=delay),
+            "run_at": at + timedelta(seconds=retry_delay),
             "failure_count": failures,
             "reason_code": "retrying",
             "reason_text": outcome.reason,
@@ -192,7 +210,66 @@ def _next_state(rt: Runtime, action: Action, outcome: Outcome) -> tuple[ActionSt
     return ActionState.FAILED, {"reason_code": "rejected", "reason_text": outcome.reason}
 
 
-def _needs_attention(session: Any, integration: Integration, reason: str) -> None:
+def _record(rt: Runtime, decisions: list[Decision], lease: str) -> dict[str, int]:
+    """Every attempt and every transition of the batch, in one transaction."""
+    tally: Counter[str] = Counter()
+    at = outbox.now()
+    with rt.db.transaction() as session:
+        attempts = [d.attempt for d in decisions if d.attempt is not None]
+        if attempts:
+            session.execute(insert(Attempt), attempts)
+        # Deliveries are the common case: one conditional UPDATE per HTTP status, its RETURNING checked.
+        delivered: dict[int | None, list[int]] = defaultdict(list)
+        for decision in decisions:
+            if decision.state == ActionState.DELIVERED:
+                delivered[decision.values["last_status"]].append(decision.action.id)
+        for status, ids in delivered.items():
+            moved = session.scalars(
+                update(Action)
+                .where(Action.id.in_(ids), Action.state == ActionState.SENDING, Action.lease_token == lease)
+                .values(
+                    state=ActionState.DELIVERED,
+                    delivered_at=at,
+                    updated_at=at,
+                    attempt_count=Action.attempt_count + 1,
+                    last_status=status,
+                    reason_code=None,
+                    reason_text=None,
+                    lease_expires_at=None,
+                )
+                .returning(Action.id)
+                .execution_options(synchronize_session=False)
+            ).all()
+            tally[ActionState.DELIVERED.value] += len(moved)
+            tally["lease_lost"] += len(ids) - len(moved)
+        for decision in decisions:
+            if decision.state == ActionState.DELIVERED:
+                continue
+            moved_one = outbox.transition(
+                session,
+                decision.action.id,
+                expected=ActionState.SENDING,
+                lease_token=lease,
+                state=decision.state,
+                lease_expires_at=None,
+                **decision.values,
+            )
+            tally[decision.state.value if moved_one else "lease_lost"] += 1
+        for integration_id, reason in {
+            d.action.integration_id: d.credentials_rejected for d in decisions if d.credentials_rejected
+        }.items():
+            _needs_attention(session, integration_id, reason)
+    lost = tally.pop("lease_lost", 0)
+    if lost:
+        log.warning("%d actions had moved on (their lease ran out): attempts recorded, states left alone", lost)
+        tally["lease_lost"] = lost
+    return dict(tally)
+
+
+def _needs_attention(session: Session, integration_id: int | None, reason: str) -> None:
+    integration = session.get(Integration, integration_id) if integration_id else None
+    if integration is None:
+        return
     session.execute(
         update(Integration)
         .where(Integration.id == integration.id, Integration.state == IntegrationState.CONNECTED)
@@ -206,20 +283,3 @@ def _needs_attention(session: Any, integration: Integration, reason: str) -> Non
     outbox.hold_integration(
         session, integration.id, "integration_needs_attention", f"{integration.app} needs attention: {reason}"
     )
-
-
-def _finish(rt: Runtime, action: Action, lease: str, state: ActionState, code: str, text: str) -> str:
-    """End (or hold) an action without calling out: no attempt is recorded."""
-    with rt.db.transaction() as session:
-        moved = outbox.transition(
-            session,
-            action.id,
-            expected=ActionState.SENDING,
-            lease_token=lease,
-            state=state,
-            reason_code=code,
-            reason_text=text,
-            lease_expires_at=None,
-        )
-    log.info("action=%s %s: %s", action.id, state.value, code)
-    return state.value if moved else "lease_lost"

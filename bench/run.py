@@ -1,0 +1,556 @@
+"""One command: set up, measure Tidings against a ceiling measured in the same run, clean up.
+
+    python -m bench                  # full size (about 5 minutes on 2 cores)
+    python -m bench --size smoke     # tiny: proves the harness works, figures mean nothing
+    python -m bench --only ceiling,P1
+
+Prints a table and writes bench/results/<time>.json. See docs/performance.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+from cryptography.fernet import Fernet
+from sqlalchemy import create_engine, func, insert, select, text, update
+
+from bench import stub
+from connectors.webhook import WebhookConnector
+from hub.config import load
+from hub.delivery import event_from_payload
+from hub.flows import idempotency_key, new_event_action
+from hub.migrate import upgrade
+from hub.models import Action, Integration, Store
+from hub.runtime import Runtime
+from hub.stores import create_store, create_token
+
+ROOT = Path(__file__).resolve().parent.parent
+SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SIZES = {
+    "full": {"events": 20_000, "latency": 200, "rows": 1_000_000, "list_calls": 200, "ingest_seconds": 8.0},
+    "smoke": {"events": 300, "latency": 10, "rows": 5_000, "list_calls": 10, "ingest_seconds": 1.0},
+}
+WORKERS = 2
+
+
+@dataclass
+class Setup:
+    database_url: str
+    redis_url: str
+    secret_key: str
+    instance: Path
+    stub_url: str
+    admin_url: str | None = None
+    database_name: str | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        env.update(
+            HUB_DATABASE_URL=self.database_url,
+            HUB_REDIS_URL=self.redis_url,
+            HUB_SECRET_KEYS=self.secret_key,
+            HUB_INSTANCE_PATH=str(self.instance),
+            HUB_ALLOW_PRIVATE_DESTINATIONS="true",
+            HUB_LOG_LEVEL="WARNING",
+            HUB_DISPATCH_INTERVAL="0.05",
+            **extra,
+        )
+        return env
+
+    def runtime(self) -> Runtime:
+        return Runtime(load(self.env()))
+
+
+# -- setup ------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def prepared(size: str) -> Iterator[Setup]:
+    instance = ROOT / "instance" / f"bench-{os.getpid()}"
+    instance.mkdir(parents=True, exist_ok=True)
+    stub_process, stub_url = stub.start()
+    admin_url = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    name = f"tidings_bench_{secrets.token_hex(3)}"
+    try:
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        database_url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    except Exception:  # no PostgreSQL here: the embedded default, and P4 is skipped
+        admin, database_url, name = None, f"sqlite:///{instance / 'bench.db'}", None  # type: ignore[assignment]
+    setup = Setup(
+        database_url=database_url,
+        redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"),
+        secret_key=Fernet.generate_key().decode(),
+        instance=instance,
+        stub_url=stub_url,
+        admin_url=admin_url if admin else None,
+        database_name=name,
+    )
+    try:
+        redis.Redis.from_url(setup.redis_url).ping()
+    except redis.RedisError:
+        from hub import embedded_redis
+
+        setup.redis_url = embedded_redis.ensure_running(instance)
+    rt = setup.runtime()
+    upgrade(rt.db)
+    rt.close()
+    try:
+        yield setup
+    finally:
+        stub_process.terminate()
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+        redis.Redis.from_url(setup.redis_url).flushdb()
+
+
+def make_store(setup: Setup) -> tuple[int, int, str]:
+    rt = setup.runtime()
+    with rt.db.transaction() as session:
+        store = create_store(session, "Bench")
+        _, token = create_token(session, store.id, "bench")
+        integration = Integration(
+            store_id=store.id,
+            app="webhook",
+            credentials=rt.box.encrypt({"signing_secret": SIGNING_SECRET}),
+            settings={"url": f"{setup.stub_url}/hook"},
+        )
+        session.add(integration)
+        session.flush()
+        ids = store.id, integration.id
+    rt.close()
+    return ids[0], ids[1], token
+
+
+def seed_actions(setup: Setup, store_id: int, integration_id: int, count: int, run_at: datetime) -> None:
+    """N pending actions, written in bulk (the bench measures delivery, not ingest)."""
+    rt = setup.runtime()
+    with rt.db.transaction() as session:
+        store = session.get(Store, store_id)
+        integration = session.get(Integration, integration_id)
+        assert store and integration
+        template = new_event_action(
+            store,
+            integration,
+            name="Review Request",
+            event_type="review_request",
+            customer={"email": "bench@example.com", "first_name": "Ada"},
+            properties={"order_id": "1001", "items": [{"product_id": "p-1", "name": "Linen Shirt", "price": "49.00"}]},
+            occurred_at=run_at,
+            run_at=run_at,
+            trigger="auto",
+        )
+        base = {c.key: getattr(template, c.key) for c in Action.__table__.columns if c.key != "id"}
+        base.update(state="pending", attempt_count=0, failure_count=0, rate_limited_count=0)
+        base.update(created_at=datetime.now(UTC), updated_at=datetime.now(UTC))
+        rows = []
+        for n in range(count):
+            key = idempotency_key("bench", n)
+            rows.append({**base, "idempotency_key": key, "payload": {**base["payload"], "id": key}})
+            if len(rows) == 5000:
+                session.execute(insert(Action), rows)
+                rows = []
+        if rows:
+            session.execute(insert(Action), rows)
+    rt.close()
+
+
+def count_state(setup: Setup, state: str) -> int:
+    engine = create_engine(setup.database_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        value = conn.scalar(select(func.count()).select_from(Action).where(Action.state == state)) or 0
+    engine.dispose()
+    return value
+
+
+def spawn(setup: Setup, *args: str, **extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", *args], env=setup.env(**extra), cwd=ROOT, stdout=subprocess.DEVNULL, start_new_session=True
+    )
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def peak_rss_mb(pids: list[int]) -> float:
+    peak = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except OSError:
+            continue
+    return peak / 1024
+
+
+def stub_stats(setup: Setup) -> dict[str, int]:
+    return requests.get(f"{setup.stub_url}/stats", timeout=5).json()  # type: ignore[no-any-return]
+
+
+def reset_stub(setup: Setup) -> None:
+    requests.post(f"{setup.stub_url}/reset", timeout=5)
+
+
+# -- ceiling ----------------------------------------------------------------------------------------
+
+
+def _post_loop(url: str, headers: dict[str, str], body: bytes, count: int, start: Any) -> None:
+    session = requests.Session()
+    start.wait()
+    for _ in range(count):
+        session.post(url, data=body, headers=headers, timeout=10)
+
+
+def ceiling(setup: Setup, events: int) -> dict[str, Any]:
+    """Bare requests.Session loops posting the webhook's own bodies, one event per request, one per worker."""
+    connector = WebhookConnector()
+    template = new_event_action(
+        Store(id=1, name="Bench", event_prefix="Bench"),
+        Integration(id=1, app="webhook", state="connected"),
+        name="Review Request",
+        event_type="review_request",
+        customer={"email": "bench@example.com", "first_name": "Ada"},
+        properties={"order_id": "1001", "items": [{"product_id": "p-1", "name": "Linen Shirt", "price": "49.00"}]},
+        occurred_at=datetime.now(UTC),
+        run_at=datetime.now(UTC),
+        trigger="auto",
+    )
+    request = connector.build_request(
+        event_from_payload(template.payload), {"url": f"{setup.stub_url}/hook", "signing_secret": SIGNING_SECRET}
+    )
+    reset_stub(setup)
+    start = multiprocessing.Event()
+    per = events // WORKERS
+    processes = [
+        multiprocessing.Process(target=_post_loop, args=(request.url, dict(request.headers), request.data, per, start))
+        for _ in range(WORKERS)
+    ]
+    for p in processes:
+        p.start()
+    time.sleep(0.5)
+    began = time.perf_counter()
+    start.set()
+    for p in processes:
+        p.join()
+    elapsed = time.perf_counter() - began
+    return {"events": per * WORKERS, "seconds": round(elapsed, 3), "events_per_second": round(per * WORKERS / elapsed, 1)}
+
+
+# -- P1: per-event platform end to end --------------------------------------------------------------
+
+
+def p1(setup: Setup, events: int) -> dict[str, Any]:
+    store_id, integration_id, _ = make_store(setup)
+    far = datetime(2100, 1, 1, tzinfo=UTC)
+    seed_actions(setup, store_id, integration_id, events, far)
+    reset_stub(setup)
+    worker = spawn(setup, "hub", "worker", "--count", str(WORKERS))
+    dispatcher = spawn(setup, "hub", "dispatch")
+    time.sleep(3)  # processes up and idle
+    rt = setup.runtime()
+    began = time.perf_counter()
+    with rt.db.transaction() as session:
+        session.execute(update(Action).where(Action.state == "pending").values(run_at=datetime.now(UTC)))
+    delivered = 0
+    deadline = began + 1800
+    while time.perf_counter() < deadline:
+        delivered = count_state(setup, "delivered")
+        if delivered >= events:
+            break
+        time.sleep(0.1)
+    elapsed = time.perf_counter() - began
+    rss = peak_rss_mb(descendants(worker.pid))
+    stop([worker, dispatcher])
+    with rt.db.session() as session:
+        attempts = session.scalar(text("SELECT count(*) FROM attempts"))
+    rt.close()
+    seen = stub_stats(setup)
+    return {
+        "events": events,
+        "delivered": delivered,
+        "attempts_recorded": attempts,
+        "platform_saw_keys": seen["keys"],
+        "seconds": round(elapsed, 3),
+        "events_per_second": round(delivered / elapsed, 1),
+        "worker_peak_rss_mb": round(rss, 1),
+    }
+
+
+# -- P3: manual test event latency ------------------------------------------------------------------
+
+
+@contextmanager
+def web(setup: Setup, port: int) -> Iterator[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "hub.app:create_app()", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+         "--no-control-socket", "--log-level", "warning"],
+        env=setup.env(HUB_PUBLIC_URL=f"http://127.0.0.1:{port}"),
+        cwd=ROOT,
+        start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).ok:
+                break
+        except requests.RequestException:
+            time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        stop([process])
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def p3(setup: Setup, count: int) -> dict[str, Any]:
+    _, _, token = make_store(setup)
+    worker = spawn(setup, "hub", "worker", "--count", str(WORKERS))
+    dispatcher = spawn(setup, "hub", "dispatch")
+    rt = setup.runtime()
+    latencies = []
+    with web(setup, free_port()) as url:
+        api = requests.Session()
+        api.headers["Authorization"] = f"Bearer {token}"
+        time.sleep(2)
+        for _ in range(count):
+            answer = api.post(f"{url}/api/v1/integrations/webhook/test-events", json={"target": {"email": "qa@example.com"}})
+            action_id = answer.json()["id"]
+            while True:
+                with rt.db.session() as session:
+                    row = session.execute(
+                        select(Action.state, Action.created_at, Action.delivered_at).where(Action.id == action_id)
+                    ).one()
+                if row.state == "delivered":
+                    latencies.append((row.delivered_at - row.created_at).total_seconds() * 1000)
+                    break
+                time.sleep(0.002)
+    stop([worker, dispatcher])
+    rt.close()
+    return {
+        "events": count,
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p99_ms": round(sorted(latencies)[max(0, int(len(latencies) * 0.99) - 1)], 1),
+    }
+
+
+# -- P4: list and stats latency on a large table ----------------------------------------------------
+
+
+def p4(setup: Setup, rows: int, calls: int) -> dict[str, Any]:
+    if not setup.database_url.startswith("postgresql"):
+        return {"skipped": "needs PostgreSQL"}
+    store_id, integration_id, token = make_store(setup)
+    rt = setup.runtime()
+    began = time.perf_counter()
+    with rt.db.transaction() as session:
+        session.execute(
+            text(
+                """
+            INSERT INTO actions (store_id, integration_id, kind, app, event_name, event_type, target, trigger, state,
+                                 scheduled_at, run_at, attempt_count, failure_count, rate_limited_count,
+                                 idempotency_key, payload, created_at, updated_at, delivered_at, last_status)
+            SELECT :store, :integration, 'event', 'webhook', 'Bench - Review Request', 'review_request',
+                   jsonb_build_object('email', 'c' || n || '@example.com'),
+                   (ARRAY['auto','auto','auto','manual'])[1 + n % 4],
+                   (ARRAY['delivered','delivered','delivered','delivered','failed','pending','skipped'])[1 + n % 7],
+                   now() - (n || ' seconds')::interval, now() - (n || ' seconds')::interval, 1, 0, 0,
+                   md5(n::text), '{}'::jsonb, now() - (n || ' seconds')::interval, now() - (n || ' seconds')::interval,
+                   now() - (n || ' seconds')::interval, 202
+            FROM generate_series(1, :rows) AS n
+            """
+            ),
+            {"store": store_id, "integration": integration_id, "rows": rows},
+        )
+    with rt.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE actions"))
+    seeded = time.perf_counter() - began
+    rt.close()
+    results: dict[str, Any] = {"rows": rows, "seed_seconds": round(seeded, 1)}
+    with web(setup, free_port()) as url:
+        api = requests.Session()
+        api.headers["Authorization"] = f"Bearer {token}"
+        cases: dict[str, Callable[[], requests.Response]] = {
+            "events_page": lambda: api.get(f"{url}/api/v1/events", params={"app": "webhook", "limit": 50}),
+            "actions_failed_page": lambda: api.get(f"{url}/api/v1/actions", params={"state": "failed", "limit": 50}),
+        }
+        cursor = api.get(f"{url}/api/v1/events", params={"limit": 50}).json()["next_cursor"]
+        cases["events_deep_page"] = lambda: api.get(f"{url}/api/v1/events", params={"limit": 50, "cursor": cursor})
+        if api.get(f"{url}/api/v1/stats").status_code == 200:
+            cases["stats"] = lambda: api.get(f"{url}/api/v1/stats")
+        for name, call in cases.items():
+            for _ in range(5):
+                call()  # warm
+            timings = []
+            for _ in range(calls):
+                t = time.perf_counter()
+                answer = call()
+                timings.append((time.perf_counter() - t) * 1000)
+                assert answer.status_code == 200, answer.text
+            timings.sort()
+            results[f"{name}_p95_ms"] = round(timings[int(len(timings) * 0.95) - 1], 2)
+    if "stats_p95_ms" not in results:
+        results["stats"] = "not built yet"
+    return results
+
+
+# -- P5: trigger ingest -----------------------------------------------------------------------------
+
+
+def _ingest_client(url: str, token: str, seconds: float, worker: int, counter: Any, start: Any) -> None:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+    start.wait()
+    deadline = time.perf_counter() + seconds
+    n = 0
+    while time.perf_counter() < deadline:
+        body = {
+            "type": "order.fulfilled",
+            "customer": {"email": f"c{worker}-{n}@example.com"},
+            "order": {"id": f"{worker}-{n}", "items": [{"product_id": "p-1", "name": "Linen Shirt"}]},
+        }
+        session.post(url, json=body, timeout=10)
+        n += 1
+    with counter.get_lock():
+        counter.value += n
+
+
+def drive(url: str, token: str, seconds: float, clients: int = 4) -> float:
+    counter = multiprocessing.Value("i", 0)
+    start = multiprocessing.Event()
+    processes = [
+        multiprocessing.Process(target=_ingest_client, args=(url, token, seconds, i, counter, start)) for i in range(clients)
+    ]
+    for p in processes:
+        p.start()
+    time.sleep(0.5)
+    start.set()
+    for p in processes:
+        p.join()
+    return counter.value / seconds  # type: ignore[no-any-return]
+
+
+def p5(setup: Setup, seconds: float) -> dict[str, Any]:
+    _, _, token = make_store(setup)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "bench.ingest_ceiling:app", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+         "--no-control-socket", "--log-level", "warning"],
+        env={**os.environ, "BENCH_REDIS_URL": setup.redis_url}, cwd=ROOT, start_new_session=True,
+    )  # fmt: skip
+    time.sleep(1.5)
+    ceiling_rate = drive(f"http://127.0.0.1:{port}/ingest", token, seconds)
+    stop([process])
+    with web(setup, free_port()) as url:
+        rate = drive(f"{url}/api/v1/triggers", token, seconds)
+    return {
+        "ceiling_requests_per_second": round(ceiling_rate, 1),
+        "requests_per_second": round(rate, 1),
+        "ratio": round(rate / ceiling_rate, 2) if ceiling_rate else None,
+        "bulk": "not built yet",
+    }
+
+
+# -- main -------------------------------------------------------------------------------------------
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = []
+    base = results.get("ceiling", {}).get("events_per_second")
+    for name, values in results.items():
+        if not isinstance(values, dict):
+            continue
+        text_values = ", ".join(f"{k}={v}" for k, v in values.items())
+        lines.append(f"{name:<8} {text_values}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--only", default="ceiling,P1,P2,P3,P4,P5")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    size = SIZES[args.size]
+    wanted = {w.strip() for w in args.only.split(",")}
+    results: dict[str, Any] = {"when": datetime.now(UTC).isoformat(), "size": args.size, "cores": os.cpu_count()}
+    steps: list[tuple[str, Callable[[Setup], dict[str, Any]]]] = [
+        ("ceiling", lambda s: ceiling(s, size["events"])),
+        ("P1", lambda s: p1(s, size["events"])),
+        ("P2", lambda s: {"skipped": "needs the Klaviyo bulk connector (issue 3)"}),
+        ("P3", lambda s: p3(s, size["latency"])),
+        ("P4", lambda s: p4(s, size["rows"], size["list_calls"])),
+        ("P5", lambda s: p5(s, size["ingest_seconds"])),
+    ]
+    for name, step in steps:
+        if name not in wanted:
+            continue
+        with prepared(args.size) as setup:  # each figure on a fresh database and an empty queue
+            print(f"running {name}…", file=sys.stderr, flush=True)
+            results[name] = step(setup)
+    if "P1" in results and "worker_peak_rss_mb" in results["P1"]:
+        results["P6"] = {"worker_peak_rss_mb": results["P1"]["worker_peak_rss_mb"]}
+    if "ceiling" in results and "P1" in results and "events_per_second" in results["P1"]:
+        results["P1"]["ratio_to_ceiling"] = round(results["P1"]["events_per_second"] / results["ceiling"]["events_per_second"], 2)
+    print(table(results))
+    out = args.out or ROOT / "bench" / "results" / f"{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()

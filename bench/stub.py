@@ -1,0 +1,90 @@
+"""A stub platform on 127.0.0.1: answers every POST with 202 as fast as it can (asyncio, keep-alive).
+
+It counts requests and distinct idempotency keys (webhook-id / Idempotency-Key) so a run can check
+that nothing was lost. One process; the ceiling and the hub talk to the same stub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import socket
+from typing import Any
+
+RESPONSE = b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}"
+STATS = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+KEY_HEADERS = (b"webhook-id", b"idempotency-key")
+
+
+class Stub:
+    def __init__(self) -> None:
+        self.requests = 0
+        self.keys: set[bytes] = set()
+        self.events = 0  # events in bulk bodies (JSON:API "data" arrays count one per item)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length, key = 0, None
+                request_line, *lines = head.split(b"\r\n")
+                for line in lines:
+                    name, _, value = line.partition(b":")
+                    lowered = name.strip().lower()
+                    if lowered == b"content-length":
+                        length = int(value)
+                    elif lowered in KEY_HEADERS:
+                        key = value.strip()
+                body = await reader.readexactly(length) if length else b""
+                if request_line.startswith(b"GET /stats"):
+                    payload = json.dumps({"requests": self.requests, "keys": len(self.keys), "events": self.events}).encode()
+                    writer.write(STATS % (len(payload), payload))
+                elif request_line.startswith(b"POST /reset"):
+                    self.requests, self.events = 0, 0
+                    self.keys.clear()
+                    writer.write(RESPONSE)
+                else:
+                    self.requests += 1
+                    if key:
+                        self.keys.add(key)
+                    self.events += _count_events(body)
+                    writer.write(RESPONSE)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def _count_events(body: bytes) -> int:
+    if b'"data"' not in body[:200] and b"bulk" not in body[:300]:
+        return 1
+    try:
+        data: Any = json.loads(body)
+        items = data["data"]["attributes"]["events"]["data"]
+        return len(items)
+    except (ValueError, KeyError, TypeError):
+        return 1
+
+
+def serve(sock: socket.socket) -> None:
+    async def main() -> None:
+        stub = Stub()
+        server = await asyncio.start_server(stub.handle, sock=sock, backlog=1024)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def start() -> tuple[multiprocessing.Process, str]:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    port = sock.getsockname()[1]
+    process = multiprocessing.Process(target=serve, args=(sock,), daemon=True)
+    process.start()
+    sock.close()
+    return process, f"http://127.0.0.1:{port}"
