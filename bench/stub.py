@@ -38,7 +38,9 @@ class Stub:
                         key = value.strip()
                 body = await reader.readexactly(length) if length else b""
                 if request_line.startswith(b"GET /stats"):
-                    payload = json.dumps({"requests": self.requests, "keys": len(self.keys), "events": self.events}).encode()
+                    payload = json.dumps(
+                        {"requests": self.requests, "keys": len(self.keys), "events": self.events}
+                    ).encode()
                     writer.write(STATS % (len(payload), payload))
                 elif request_line.startswith(b"POST /reset"):
                     self.requests, self.events = 0, 0

@@ -102,7 +102,7 @@ class HttpClient:
         self.allow_private = allow_private
         self.trusted_origins = {_origin(o) for o in trusted_origins}
         self.session = requests.Session()
-        self.session.headers["User-Agent"] = user_agent
+        self.headers = {"User-Agent": user_agent, "Accept-Encoding": "gzip, deflate", "Accept": "*/*"}
         # Proxy variables from the environment are not used: looking them up costs a scan of os.environ
         # on every request, and a platform call should not be routed somewhere nobody configured.
         self.session.trust_env = False
@@ -129,15 +129,16 @@ class HttpClient:
                 if not literal:
                     raise BlockedDestination(f"destination address {host} is private or reserved")
         try:
-            return self.session.request(
+            # Prepared directly and sent on the session: none of Session.request's per-call merging of
+            # cookies, environment and settings, which a platform call never needs.
+            prepared = requests.Request(
                 request.method,
                 request.url,
-                headers=dict(request.headers),
+                headers={**self.headers, **request.headers},
                 json=request.json if request.data is None else None,
                 data=request.data,
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
+            ).prepare()
+            return self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
         except requests.Timeout:
             raise TransportError("timeout", f"timed out talking to {parts.hostname}") from None
         except requests.ConnectionError as error:

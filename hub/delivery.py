@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Row, insert, select, update
 from sqlalchemy.orm import Session
 
 from connectors import registry
@@ -69,7 +69,7 @@ def connector_settings(rt: Runtime, integration: Integration) -> dict[str, Any]:
 class Decision:
     """What became of one action in this batch; written with the others in one transaction."""
 
-    action: Action
+    action: Row[Any]  # the columns of outbox.CLAIMED_COLUMNS
     state: ActionState
     values: dict[str, Any] = field(default_factory=dict)
     attempt: dict[str, Any] | None = None
@@ -89,12 +89,10 @@ class Target:
 def deliver_batch(rt: Runtime, action_ids: list[int]) -> dict[str, int]:
     """Deliver the queued actions among ``action_ids``; the ones another worker holds are left alone."""
     with rt.db.transaction() as session:
-        leases = outbox.claim_for_delivery(session, action_ids, rt.config.lease_seconds)
-    if not leases:
-        return {}
-    lease = next(iter(leases.values()))
-    with rt.db.session() as session:
-        actions = session.scalars(select(Action).where(Action.id.in_(leases)).order_by(Action.id)).all()
+        lease, actions = outbox.claim_for_delivery(session, action_ids, rt.config.lease_seconds)
+        if not actions:
+            return {}
+        actions.sort(key=lambda a: a.id)
         integration_ids = {a.integration_id for a in actions if a.integration_id is not None}
         integrations = {
             i.id: i for i in session.scalars(select(Integration).where(Integration.id.in_(integration_ids))).all()
@@ -106,7 +104,9 @@ def deliver_batch(rt: Runtime, action_ids: list[int]) -> dict[str, int]:
 
 def _target(rt: Runtime, integration: Integration | None) -> Target:
     if integration is None or integration.state == IntegrationState.DISCONNECTED:
-        return Target(integration, problem=(ActionState.SKIPPED, "integration_disconnected", "the app was disconnected"))
+        return Target(
+            integration, problem=(ActionState.SKIPPED, "integration_disconnected", "the app was disconnected")
+        )
     if integration.state != IntegrationState.CONNECTED:
         return Target(integration, problem=hold_reason(integration))
     try:
@@ -120,7 +120,7 @@ def _target(rt: Runtime, integration: Integration | None) -> Target:
     return Target(integration, connector, settings)
 
 
-def _decide(rt: Runtime, action: Action, target: Target) -> Decision:
+def _decide(rt: Runtime, action: Row[Any], target: Target) -> Decision:
     if target.problem is not None:
         state, code, text = target.problem
         return Decision(action, state, {"reason_code": code, "reason_text": text})
@@ -144,7 +144,7 @@ def _decide(rt: Runtime, action: Action, target: Target) -> Decision:
     outcome = target.connector.classify(response, error)
     state, values = _next_state(rt, action, outcome)
     status = response.status_code if response is not None else None
-    values.update(attempt_count=Action.attempt_count + 1, last_status=status)
+    values.update(attempt_count=action.attempt_count + 1, last_status=status)  # we hold the lease: no one else writes
     attempt = {
         "action_id": action.id,
         "store_id": action.store_id,
@@ -170,7 +170,7 @@ def _decide(rt: Runtime, action: Action, target: Target) -> Decision:
     return Decision(action, state, values, attempt, rejected)
 
 
-def _next_state(rt: Runtime, action: Action, outcome: Outcome) -> tuple[ActionState, dict[str, Any]]:
+def _next_state(rt: Runtime, action: Row[Any], outcome: Outcome) -> tuple[ActionState, dict[str, Any]]:
     at = outbox.now()
     policy = rt.retry_policy
     if outcome.kind == OutcomeKind.DELIVERED:
@@ -217,7 +217,8 @@ def _record(rt: Runtime, decisions: list[Decision], lease: str) -> dict[str, int
     with rt.db.transaction() as session:
         attempts = [d.attempt for d in decisions if d.attempt is not None]
         if attempts:
-            session.execute(insert(Attempt), attempts)
+            # Core executemany ("insertmanyvalues"): none of the ORM's per-object work for a batch of rows.
+            session.connection().execute(insert(Attempt.__table__), attempts)
         # Deliveries are the common case: one conditional UPDATE per HTTP status, its RETURNING checked.
         delivered: dict[int | None, list[int]] = defaultdict(list)
         for decision in decisions:

@@ -16,7 +16,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, case, or_, select, update
+from typing import Any
+
+from sqlalchemy import Row, and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub.db import Database
@@ -29,6 +31,18 @@ def now() -> datetime:
 
 def new_lease() -> str:
     return secrets.token_hex(8)
+
+
+# What a worker reads of each action it claims.
+CLAIMED_COLUMNS = (
+    Action.id,
+    Action.store_id,
+    Action.integration_id,
+    Action.payload,
+    Action.attempt_count,
+    Action.failure_count,
+    Action.rate_limited_count,
+)
 
 
 @dataclass(frozen=True)
@@ -86,9 +100,10 @@ def claim_one(session: Session, action_id: int, lease_seconds: float) -> bool:
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def claim_for_delivery(session: Session, ids: list[int], lease_seconds: float) -> dict[int, str]:
-    """A worker takes queued actions: queued → sending under its own lease. Returns id → lease token.
+def claim_for_delivery(session: Session, ids: list[int], lease_seconds: float) -> tuple[str, list[Row[Any]]]:
+    """A worker takes queued actions: queued → sending under its own lease token.
 
+    Returns the token and, for each action it got, what delivery needs (one round trip, no ORM objects).
     An action claimed twice (a job re-enqueued after its lease ran out) is taken by one worker only.
     """
     at = now()
@@ -102,10 +117,10 @@ def claim_for_delivery(session: Session, ids: list[int], lease_seconds: float) -
             lease_expires_at=at + timedelta(seconds=lease_seconds),
             updated_at=at,
         )
-        .returning(Action.id)
+        .returning(*CLAIMED_COLUMNS)
         .execution_options(synchronize_session=False)
     ).all()
-    return {row.id: token for row in rows}
+    return token, list(rows)
 
 
 def transition(
