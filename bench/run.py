@@ -522,7 +522,6 @@ def p5(setup: Setup, seconds: float) -> dict[str, Any]:
 
 def table(results: dict[str, Any]) -> str:
     lines = []
-    base = results.get("ceiling", {}).get("events_per_second")
     for name, values in results.items():
         if not isinstance(values, dict):
             continue
