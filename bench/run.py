@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import os
 import secrets
+import shutil
 import signal
 import statistics
 import subprocess
@@ -118,6 +119,10 @@ def prepared(size: str) -> Iterator[Setup]:
         yield setup
     finally:
         stub_process.terminate()
+        from hub import embedded_redis
+
+        embedded_redis.stop(instance)
+        shutil.rmtree(instance, ignore_errors=True)
         if admin is not None:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -118,7 +118,7 @@ class HttpClient:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise TransportError("invalid_url", f"not an http(s) URL: {parts.scheme}://{parts.hostname or ''}")
         if not self.allow_private and _origin(request.url) not in self.trusted_origins:
-            host = parts.hostname
+            host = parts.hostname.rstrip(".")
             if host == "localhost" or host.endswith(".localhost"):
                 raise BlockedDestination(f"destination {host} is a loopback name")
             try:
