@@ -96,12 +96,12 @@ def ingest(session: Session, store: Store, data: dict[str, Any], header_key: str
         occurred_at=occurred_at,
         payload=json.loads(json.dumps(data, default=str)),
     )
+    session.add(trigger)
     try:
-        with session.begin_nested():
-            session.add(trigger)
-            session.flush()
+        session.flush()
     except IntegrityError:
         # The same trigger arrived concurrently and won the race: answer with what it created.
+        session.rollback()
         found = _existing(session, store.id, key)
         if found is None:
             raise

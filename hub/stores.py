@@ -52,16 +52,18 @@ def create_token(session: Session, store_id: int, name: str = "") -> tuple[ApiTo
 def authenticate(session: Session, token: str) -> Store | None:
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
-    row = session.scalars(
-        select(ApiToken).where(ApiToken.token_hash == _hash(token), ApiToken.revoked_at.is_(None))
+    found = session.execute(
+        select(ApiToken.id, ApiToken.last_used_at, Store)
+        .join(Store, Store.id == ApiToken.store_id)
+        .where(ApiToken.token_hash == _hash(token), ApiToken.revoked_at.is_(None))
     ).first()
-    if row is None:
+    if found is None:
         return None
     now = datetime.now(UTC)
-    if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
+    if found.last_used_at is None or (now - found.last_used_at).total_seconds() > 60:
         # Written at most once a minute per token, so a busy integration does not write on every call.
-        session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
-    return session.get(Store, row.store_id)
+        session.execute(update(ApiToken).where(ApiToken.id == found.id).values(last_used_at=now))
+    return found.Store  # type: ignore[no-any-return]
 
 
 def event_name(store: Store, name: str) -> str:

@@ -173,3 +173,35 @@ def test_the_trigger_time_defaults_to_now(api: Api) -> None:
     action = api.post("/api/v1/triggers", json=trigger).json["actions"][0]
     run_at = datetime.fromisoformat(action["run_at"])
     assert before + timedelta(days=14) - timedelta(seconds=1) <= run_at <= datetime.now(UTC) + timedelta(days=14)
+
+
+def test_the_same_trigger_posted_twice_at_once_is_stored_once(api: Api, rt: Runtime) -> None:
+    import threading
+
+    from hub import flows
+    from hub.models import Store
+    from schemas.triggers import TriggerIn
+
+    connect_two_apps(api)
+    data = TriggerIn().load(order_trigger("race-1"))
+    barrier = threading.Barrier(2)
+    results: list[flows.Ingested] = []
+
+    def post() -> None:
+        barrier.wait()
+        with rt.db.session() as session:
+            store = session.scalars(select(Store)).one()
+            result = flows.ingest(session, store, data)
+            session.commit()
+            results.append(result)
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.duplicate for r in results) == [False, True]
+    assert {tuple(a.id for a in r.actions) for r in results} == {tuple(a.id for a in results[0].actions)}
+    with rt.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Trigger)) == 1
+        assert session.scalar(select(func.count()).select_from(Action)) == 2
