@@ -178,3 +178,21 @@ def _wait_for_token(process: subprocess.Popen[bytes], timeout: float) -> str:
             break
         time.sleep(0.2)
     raise AssertionError(f"hub up printed no token:\n{seen.decode(errors='replace')}")
+
+
+def test_hub_web_serves_the_api_with_gunicorn(rt: Runtime) -> None:
+    port = _free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("HUB_")}, **env_for(rt)}
+    web = subprocess.Popen([sys.executable, "-m", "hub", "web", "--port", str(port), "--workers", "1"], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port}/api/v1/openapi.json", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        assert answer.status_code == 200 and answer.json()["info"]["title"] == "Tidings"
+    finally:
+        web.send_signal(signal.SIGTERM)
+        web.wait(20)
