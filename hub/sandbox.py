@@ -58,6 +58,8 @@ def _authorized(rt: Runtime, integration: Integration, authorization: str | None
 
 
 def _integration(session: Session, integration_id: int, *, lock: bool = False) -> Integration | None:
+    if not 0 < integration_id < 2**31:  # integrations.id is a 32-bit integer
+        return None
     query = select(Integration).where(Integration.id == integration_id, Integration.app == KEY)
     if lock:
         query = query.with_for_update()

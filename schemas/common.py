@@ -48,6 +48,9 @@ def decode_cursor(cursor: str) -> int:
         version, _, value = text.partition(":")
         if version != "v1":
             raise ValueError
-        return int(value)
+        last_id = int(value)
+        if not 0 <= last_id < 2**63:
+            raise ValueError
+        return last_id
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ma.ValidationError("Not a valid cursor.") from None

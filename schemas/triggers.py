@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC
+from decimal import Decimal
 from typing import Any
 
 import marshmallow as ma
@@ -16,6 +17,12 @@ E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 def validate_phone(value: str) -> None:
     if not E164.match(value):
         raise ma.ValidationError("Phone numbers must be in E.164 form, e.g. +14155550123.")
+
+
+def non_negative(value: Decimal) -> None:
+    # A function rather than validate.Range: Range(min=0) on a string-dumped Decimal documents "minimum": "0.00".
+    if value < 0:
+        raise ma.ValidationError("Must not be negative.")
 
 
 class CustomerIn(ma.Schema):
@@ -36,7 +43,9 @@ class ItemIn(ma.Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=500))
     url = fields.Url(validate=validate.Length(max=2000))
     image_url = fields.Url(validate=validate.Length(max=2000))
-    price = fields.Decimal(as_string=True, places=2, validate=validate.Range(min=0))
+    price = fields.Decimal(
+        as_string=True, places=2, validate=non_negative, metadata={"description": 'A decimal string, e.g. "49.00".'}
+    )
     currency = fields.String(validate=validate.Regexp(r"^[A-Z]{3}$", error="Use an ISO 4217 code, e.g. USD."))
 
 

@@ -248,3 +248,10 @@ def test_the_sandbox_platform_refuses_a_wrong_key_and_records_it(api: Api, app: 
     assert client.post("/sandbox/999999/events", json={}).status_code == 404
     [recorded] = api.get("/api/v1/sandbox/requests").json["data"]
     assert recorded["status"] == 401 and recorded["headers"]["authorization"] == "[redacted]"
+
+
+def test_ids_too_large_for_the_database_are_404s_not_overflows(api: Api, app: Flask) -> None:
+    assert_error(api.get("/api/v1/actions/860046259855300285693952"), 404)
+    assert app.test_client().post("/sandbox/99999999999999/events", json={}).status_code == 404
+    cursor = "djE6ODYwMDQ2MjU5ODU1MzAwMjg1NjkzOTUy"  # "v1:860046259855300285693952"
+    assert_error(api.get("/api/v1/actions", query_string={"cursor": cursor}), 422, "cursor")

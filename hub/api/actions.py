@@ -12,6 +12,8 @@ from hub.models import Action, Attempt
 from schemas.actions import ActionDetailOut, ActionPage, ActionsQuery, EventPage, EventsQuery
 from schemas.common import encode_cursor
 
+MAX_BIGINT = 2**63 - 1
+
 blp = Blueprint("actions", __name__, description="The outbox: actions and the events sent.")
 blp.before_request(authenticate)
 
@@ -53,6 +55,8 @@ def list_actions(query: dict[str, Any]) -> Any:
 @blp.alt_response(404, description="No such action in this store")
 def get_action(action_id: int) -> Any:
     """One action with every attempt: the request as sent (secrets redacted) and the platform's answer."""
+    if action_id > MAX_BIGINT:  # no such row can exist; asking the database would overflow its integer type
+        abort(404, message=f"No action {action_id} in this store.")
     session = db_session()
     action = session.scalars(
         select(Action).where(Action.id == action_id, Action.store_id == current_store().id)
