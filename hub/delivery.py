@@ -85,6 +85,13 @@ class Target:
     connector: Connector | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     problem: tuple[ActionState, str, str] | None = None
+    rate: float | None = None  # requests per second the platform allows this integration
+    deferred: int = 0  # actions of this batch already sent back to wait for tokens
+    wait_for_token: float = 0.0
+
+    @property
+    def bucket(self) -> str:
+        return f"integration:{self.integration.id if self.integration else 0}"
 
 
 def deliver_batch(rt: Runtime, action_ids: list[int]) -> dict[str, int]:
@@ -118,7 +125,7 @@ def _target(rt: Runtime, integration: Integration | None) -> Target:
         settings = connector_settings(rt, integration)
     except ValueError as error:
         return Target(integration, problem=(ActionState.FAILED, "bad_configuration", str(error)))
-    return Target(integration, connector, settings)
+    return Target(integration, connector, settings, rate=connector.capabilities.rate_limit_per_second)
 
 
 def _decide(rt: Runtime, action: Row[Any], target: Target) -> Decision:
@@ -133,6 +140,22 @@ def _decide(rt: Runtime, action: Row[Any], target: Target) -> Decision:
     except (KeyError, ValueError) as error:
         return Decision(action, ActionState.FAILED, {"reason_code": "bad_configuration", "reason_text": str(error)})
 
+    if target.rate:
+        wait = target.wait_for_token if target.deferred else _take_token(rt, target)
+        if wait:
+            # No token: the action waits for its turn in the database without spending an attempt. The rest
+            # of the batch queues up behind it, one emission interval apart, instead of all returning at once.
+            target.wait_for_token = wait
+            target.deferred += 1
+            return Decision(
+                action,
+                ActionState.PENDING,
+                {
+                    "run_at": outbox.now() + timedelta(seconds=wait + (target.deferred - 1) / target.rate),
+                    "reason_code": "rate_limit_wait",
+                    "reason_text": f"waiting for {target.integration.app}'s rate limit ({target.rate:g}/s)",
+                },
+            )
     started = outbox.now()
     clock = time.perf_counter()
     response: requests.Response | None = None
@@ -167,8 +190,23 @@ def _decide(rt: Runtime, action: Row[Any], target: Target) -> Decision:
         outcome.kind.value,
         duration_ms,
     )
+    if outcome.kind == OutcomeKind.RATE_LIMITED and target.rate:
+        rt.limiter.slow_down(target.bucket)
     rejected = outcome.reason if outcome.kind == OutcomeKind.CREDENTIALS else None
     return Decision(action, state, values, attempt, rejected)
+
+
+MAX_TOKEN_SLEEP = 0.25  # a worker waits this long at most for a token; a longer wait goes back to the database
+
+
+def _take_token(rt: Runtime, target: Target) -> float:
+    """0 when a token was taken; else how long until the next one, which the action waits in the database."""
+    assert target.rate
+    wait = rt.limiter.acquire(target.bucket, target.rate)
+    if 0 < wait <= MAX_TOKEN_SLEEP:
+        time.sleep(wait)
+        wait = rt.limiter.acquire(target.bucket, target.rate)
+    return wait
 
 
 def _next_state(rt: Runtime, action: Row[Any], outcome: Outcome) -> tuple[ActionState, dict[str, Any]]:

@@ -19,6 +19,7 @@ from hub.backoff import RetryPolicy
 from hub.config import Config, load
 from hub.crypto import SecretBox
 from hub.db import Database
+from hub.ratelimit import RateLimiter
 
 
 class Runtime:
@@ -46,6 +47,10 @@ class Runtime:
     @cached_property
     def queue(self) -> Queue:
         return Queue(self.config.queue, connection=self.redis)
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        return RateLimiter(self.redis)
 
     @cached_property
     def retry_policy(self) -> RetryPolicy:

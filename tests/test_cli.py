@@ -188,9 +188,9 @@ def test_hub_web_serves_the_api_with_gunicorn(rt: Runtime) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                answer = requests.get(f"http://127.0.0.1:{port}/api/v1/openapi.json", timeout=1)
+                answer = requests.get(f"http://127.0.0.1:{port}/api/v1/openapi.json", timeout=5)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or still booting its workers
                 time.sleep(0.2)
         assert answer.status_code == 200 and answer.json()["info"]["title"] == "Tidings"
     finally:

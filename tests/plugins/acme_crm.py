@@ -8,7 +8,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields
 
-from connectors.base import Connector, ConnectorError, Event, Request
+from connectors.base import Capabilities, Connector, ConnectorError, Event, Request
 from connectors.http import HttpClient
 
 BASE = "https://api.acme-crm.example"
@@ -27,6 +27,7 @@ class AcmeCrmConnector(Connector):
     label = "Acme CRM"
     credentials_schema = Credentials
     settings_schema = Settings
+    capabilities = Capabilities(identities=("email",), rate_limit_per_second=2)
 
     def build_request(self, event: Event, settings: Mapping[str, Any]) -> Request:
         key = settings["api_key"]
