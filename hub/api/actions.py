@@ -6,6 +6,7 @@ from typing import Any
 
 from flask_smorest import Blueprint, abort
 from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import defer
 
 from hub.api import authenticate, current_store, db_session
 from hub.models import Action, Attempt
@@ -31,6 +32,7 @@ def page(statement: Select[tuple[Action]], query: dict[str, Any]) -> tuple[list[
     """Keyset pagination, newest first: stable while new actions arrive."""
     if query.get("cursor"):
         statement = statement.where(Action.id < query["cursor"])
+    statement = statement.options(defer(Action.payload))  # lists never show the event snapshot
     rows = list(db_session().scalars(statement.order_by(Action.id.desc()).limit(query["limit"] + 1)))
     more = len(rows) > query["limit"]
     rows = rows[: query["limit"]]
