@@ -12,9 +12,10 @@ never sleeps, retries or touches a database.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import marshmallow as ma
@@ -131,6 +132,15 @@ class Connector:
         """Pure: no I/O. Raise :class:`SkipEvent` for events this platform can't take."""
         raise NotImplementedError
 
+    def check_event(self, event: Event) -> None:
+        """Raise :class:`SkipEvent` unless the capabilities accept this event: call it first in build_request."""
+        types = self.capabilities.event_types
+        if types is not None and event.type not in types:
+            raise SkipEvent("unsupported_event", f"{self.label} does not take {event.type} events")
+        identities = self.capabilities.identities
+        if not any(getattr(event.customer, name, None) for name in identities):
+            raise SkipEvent("missing_identity", f"the customer has none of: {', '.join(identities)}")
+
     def classify(self, response: requests.Response | None, error: Exception | None = None) -> Outcome:
         """Default table: 2xx delivered; 408/425/429/5xx and transport errors retry;
         401/403 credentials; any other 4xx (and 3xx, redirects are never followed)
@@ -152,23 +162,51 @@ class Connector:
         return f"<{type(self).__name__} key={self.key!r}>"
 
 
+MASK = "••••"
+
+
+def mask(value: Any) -> str:
+    """A secret fit to show: "••••", plus its last 4 characters when it is long enough to keep them hidden."""
+    text = str(value)
+    return MASK + text[-4:] if len(text) >= 12 else MASK
+
+
+def mask_settings(connector: Connector, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings fit to show: every credentials value masked."""
+    secret = connector.credentials_schema().fields.keys()
+    return {name: mask(value) if name in secret and value else value for name, value in settings.items()}
+
+
+def event_body(event: Event) -> dict[str, Any]:
+    """The canonical event as JSON: what the webhook and the sandbox send, and a start for other platforms."""
+    return {
+        "id": event.id,
+        "type": event.type,
+        "name": event.name,
+        "occurred_at": event.occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "test": event.test,
+        "customer": {k: v for k, v in vars(event.customer).items() if v is not None},
+        "properties": dict(event.properties),
+    }
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Retry-After as seconds: delta-seconds or an HTTP date. None if absent or unreadable."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "inf" or "nan" would break the hub's arithmetic: treat them as unreadable
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     from email.utils import parsedate_to_datetime
 
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    from datetime import UTC
-
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())

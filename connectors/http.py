@@ -1,9 +1,10 @@
-"""The one place that sends HTTP: timeouts, connection reuse, no redirects, no private destinations.
+"""The one place that sends HTTP: timeouts, User-Agent, connection reuse, no redirects, no private destinations.
 
-Private, loopback, link-local and other non-global addresses are refused unless the client allows
-them (``HUB_ALLOW_PRIVATE_DESTINATIONS``) or the destination is a trusted origin (the hub's own
-address, for its built-in sandbox). The check runs on the address the socket actually connected to,
-so a hostname that resolves to a public address at first and a private one later gains nothing.
+Private, loopback, link-local, reserved and multicast addresses are refused unless the client allows
+them (``HUB_ALLOW_PRIVATE_DESTINATIONS``) or the URL's origin is trusted (the hub's own address, for
+its built-in sandbox). Each new connection checks every address the host resolves to before
+connecting, then the address the socket actually connected to (the name is resolved again when
+connecting, so a rebinding DNS answer gains nothing), before a byte is sent.
 """
 
 from __future__ import annotations
@@ -13,23 +14,27 @@ import json
 import socket
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ReadTimeoutError
 
 from connectors.base import Request
 
 REDACTED = "[redacted]"
 ALWAYS_REDACTED = {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"}
 SECRET_HINTS = ("token", "secret", "key")
+NOT_SECRET = {"idempotency-key"}  # the dedupe value: kept visible so a replay can be matched to its attempt
 BODY_LIMIT = 10_000
+POOL_SIZE = 20
+RESPONSE_LIMIT = 1_000_000
 
 
 class TransportError(Exception):
-    """No usable answer: ``kind`` is timeout, connection, blocked or invalid_url. The message holds no secret."""
+    """No usable answer. ``kind``: timeout, connection, blocked or invalid_url. The message holds no secret."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -37,36 +42,54 @@ class TransportError(Exception):
 
 
 class BlockedDestination(TransportError):
+    """The destination is private or reserved: permanent unless the hub is configured to allow it."""
+
     def __init__(self, message: str) -> None:
         super().__init__("blocked", message)
 
 
-def _is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
+def is_public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 scope id
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return ip.is_global and not ip.is_multicast
 
 
-def _check_socket(sock: socket.socket) -> None:
-    address = sock.getpeername()[0]
-    if not _is_public(address):
-        sock.close()
-        raise BlockedDestination(f"destination address {address} is private or reserved")
+def _refuse_unless_public(address: str, host: str) -> None:
+    # The message names the host, not the address: a user must not learn how internal names resolve.
+    if not is_public(address):
+        raise BlockedDestination(f"destination {host} is a private or reserved address")
 
 
-class _GuardedHTTPConnection(HTTPConnection):
+class _Guard:
+    """Mixed into urllib3's connections. _new_conn rather than connect(): it serves HTTP and HTTPS alike and
+    runs before the TLS handshake, so nothing at all is sent to a refused address."""
+
+    host: str
+    port: int
+
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _check_socket(sock)
+        try:
+            resolved = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        except OSError:
+            resolved = []  # the connect below raises urllib3's usual NameResolutionError
+        for *_, sockaddr in resolved:
+            _refuse_unless_public(str(sockaddr[0]), self.host)
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        try:
+            _refuse_unless_public(sock.getpeername()[0], self.host)
+        except BaseException:
+            sock.close()
+            raise
         return sock
 
 
-class _GuardedHTTPSConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _check_socket(sock)  # before the TLS handshake: nothing is sent to a private address
-        return sock
+class _GuardedHTTPConnection(_Guard, HTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(_Guard, HTTPSConnection):
+    pass
 
 
 class _GuardedHTTPPool(HTTPConnectionPool):
@@ -83,12 +106,17 @@ class _GuardedAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
 
 
-def _origin(url: str) -> str:
+def origin(url: str) -> str:
+    """scheme://host:port, lower-cased, with the default port spelled out."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}:{port}".lower()
 
 
 class HttpClient:
+    """One pooled session for a process. ``send`` returns any answer (3xx included) or raises TransportError."""
+
     def __init__(
         self,
         *,
@@ -100,60 +128,69 @@ class HttpClient:
     ) -> None:
         self.timeout = (connect_timeout, read_timeout)
         self.allow_private = allow_private
-        self.trusted_origins = {_origin(o) for o in trusted_origins}
+        self.trusted_origins = frozenset(origin(o) for o in trusted_origins)
         self.session = requests.Session()
-        self.headers = {"User-Agent": user_agent, "Accept-Encoding": "gzip, deflate", "Accept": "*/*"}
-        # Proxy variables from the environment are not used: looking them up costs a scan of os.environ
-        # on every request, and a platform call should not be routed somewhere nobody configured.
+        # No proxies or .netrc from the environment: a proxy would hide the real destination from the guard.
         self.session.trust_env = False
-        if not allow_private:
-            guarded = _GuardedAdapter(pool_connections=20, pool_maxsize=20)
-            self.session.mount("http://", guarded)
-            self.session.mount("https://", guarded)
-            for origin in self.trusted_origins:
-                self.session.mount(origin + "/", HTTPAdapter())
+        self.session.headers["User-Agent"] = user_agent
+        self._open = HTTPAdapter(pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE)
+        self._guarded = self._open if allow_private else _GuardedAdapter(POOL_SIZE, POOL_SIZE)
+        self.session.mount("http://", self._guarded)
+        self.session.mount("https://", self._guarded)
 
     def send(self, request: Request) -> requests.Response:
-        parts = urlsplit(request.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise TransportError("invalid_url", f"not an http(s) URL: {parts.scheme}://{parts.hostname or ''}")
-        if not self.allow_private and _origin(request.url) not in self.trusted_origins:
-            host = parts.hostname.rstrip(".")
-            if host == "localhost" or host.endswith(".localhost"):
-                raise BlockedDestination(f"destination {host} is a loopback name")
-            try:
-                literal = _is_public(host)
-            except ValueError:
-                pass  # a name: checked on the connected socket
-            else:
-                if not literal:
-                    raise BlockedDestination(f"destination address {host} is private or reserved")
         try:
-            # Prepared directly and sent on the session: none of Session.request's per-call merging of
-            # cookies, environment and settings, which a platform call never needs.
-            prepared = requests.Request(
-                request.method,
-                request.url,
-                headers={**self.headers, **request.headers},
-                json=request.json if request.data is None else None,
-                data=request.data,
-            ).prepare()
-            return self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
+            parts = urlsplit(request.url)
+            trusted = origin(request.url) in self.trusted_origins
+        except ValueError:  # a bad port or IPv6 literal
+            raise TransportError("invalid_url", "the URL cannot be parsed") from None
+        host = parts.hostname or ""
+        if parts.scheme.lower() not in ("http", "https") or not host:
+            raise TransportError("invalid_url", f"not an http(s) URL: {parts.scheme}://{host}")
+        # The adapter is called directly: no redirects (only Session.send follows them), no shared cookie jar
+        # (it would carry one store's platform cookies into another's requests), and the origin picks the guard.
+        adapter = self._open if trusted else self._guarded
+        try:
+            prepared = self.session.prepare_request(
+                requests.Request(
+                    request.method,
+                    request.url,
+                    headers=dict(request.headers),
+                    json=request.json if request.data is None else None,
+                    data=request.data,
+                )
+            )
+            response = adapter.send(prepared, stream=True, timeout=self.timeout)
+            _read_capped(response)
         except requests.Timeout:
-            raise TransportError("timeout", f"timed out talking to {parts.hostname}") from None
-        except requests.ConnectionError as error:
-            cause = error.__context__ if isinstance(error.__context__, BlockedDestination) else None
-            if cause is not None:
-                raise cause from None
-            raise TransportError("connection", f"could not connect to {parts.hostname}") from None
+            raise TransportError("timeout", f"timed out talking to {host}") from None
+        except requests.exceptions.InvalidURL:
+            raise TransportError("invalid_url", f"the URL for {host} is not valid") from None
         except requests.RequestException as error:
-            raise TransportError("connection", f"request to {parts.hostname} failed: {type(error).__name__}") from None
+            if isinstance(error.__context__, ReadTimeoutError):  # a body that stalled half-way
+                raise TransportError("timeout", f"timed out reading from {host}") from None
+            raise TransportError("connection", f"could not talk to {host}: {type(error).__name__}") from None
+        return response
 
     def close(self) -> None:
         self.session.close()
+        self._open.close()
 
     def __repr__(self) -> str:
-        return f"<HttpClient allow_private={self.allow_private}>"
+        return f"<HttpClient allow_private={self.allow_private} trusted={sorted(self.trusted_origins)}>"
+
+
+def _read_capped(response: requests.Response) -> None:
+    """Read the body, keeping at most RESPONSE_LIMIT bytes: a platform's answer is only classified and excerpted."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > RESPONSE_LIMIT:
+            response.close()  # the rest is never read, so this connection cannot be reused
+            break
+    response._content = b"".join(chunks)[:RESPONSE_LIMIT]
 
 
 def _scrub(value: Any, secrets: tuple[str, ...]) -> Any:
@@ -162,24 +199,25 @@ def _scrub(value: Any, secrets: tuple[str, ...]) -> Any:
             value = value.replace(secret, REDACTED)
         return value
     if isinstance(value, dict):
-        return {k: _scrub(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
+        return {_scrub(str(k), secrets): _scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
         return [_scrub(v, secrets) for v in value]
     return value
 
 
 def redact(request: Request) -> dict[str, Any]:
-    """The request as sent, fit to keep: secrets and credential headers replaced by "[redacted]"."""
-    secrets = tuple(s for s in request.secrets if s)
+    """The request as sent, fit to keep: secrets and credential headers replaced by "[redacted]".
+
+    ``body`` is the JSON value (``json``, or ``data`` that parses as JSON) or else the text, cut to 10 kB.
+    """
+    variants = {v for s in request.secrets if s for v in (s, quote(s, safe=""), quote(s))}
+    secrets = tuple(sorted(variants, key=len, reverse=True))  # longest first: no secret survives half-replaced
     headers = {}
     for name, value in request.headers.items():
         lowered = name.lower()
-        secret_name = any(hint in lowered for hint in SECRET_HINTS) and lowered != "idempotency-key"
-        if lowered in ALWAYS_REDACTED or secret_name:
-            headers[name] = REDACTED
-        else:
-            headers[name] = _scrub(value, secrets)
-    body: Any
+        hinted = any(hint in lowered for hint in SECRET_HINTS) and lowered not in NOT_SECRET
+        headers[name] = REDACTED if lowered in ALWAYS_REDACTED or hinted else _scrub(value, secrets)
+    body: Any = None
     if request.json is not None:
         body = _scrub(request.json, secrets)
     elif request.data is not None:
@@ -187,7 +225,5 @@ def redact(request: Request) -> dict[str, Any]:
         try:
             body = _scrub(json.loads(text), secrets)
         except ValueError:
-            body = _scrub(text[:BODY_LIMIT], secrets)
-    else:
-        body = None
+            body = _scrub(text, secrets)[:BODY_LIMIT]  # scrubbed before cutting: no half secret at the end
     return {"method": request.method, "url": _scrub(request.url, secrets), "headers": headers, "body": body}

@@ -40,11 +40,13 @@ def _checked(key: str, cls: object) -> type[Connector]:
 
 
 @cache
-def available() -> dict[str, type[Connector]]:
+def _load() -> dict[str, type[Connector]]:
+    # A broken built-in is our bug: it raises. A broken plug-in is logged and left out.
     found = {key: _checked(key, _import(path)) for key, path in BUILTINS.items()}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         if entry.name in found:
-            log.warning("connector %r from %s ignored: a built-in has that key", entry.name, entry.value)
+            kept = "a built-in" if entry.name in BUILTINS else "another package"
+            log.warning("connector %r from %s ignored: %s has that key", entry.name, entry.value, kept)
             continue
         try:
             found[entry.name] = _checked(entry.name, entry.load())
@@ -53,14 +55,22 @@ def available() -> dict[str, type[Connector]]:
     return dict(sorted(found.items()))
 
 
+def available() -> dict[str, type[Connector]]:
+    """Every connector class by key, sorted by key."""
+    return dict(_load())
+
+
 @cache
 def get(key: str) -> Connector:
+    """The shared instance for a key. Raises UnknownConnector."""
     try:
-        return available()[key]()
+        cls = _load()[key]
     except KeyError:
         raise UnknownConnector(key) from None
+    return cls()
 
 
 def reset() -> None:
-    available.cache_clear()
+    """Forget what was loaded (tests that change the entry points)."""
+    _load.cache_clear()
     get.cache_clear()

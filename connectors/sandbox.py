@@ -13,8 +13,16 @@ from typing import TYPE_CHECKING, Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from connectors.base import Capabilities, Connector, ConnectorError, Event, Outcome, Request, default_classify
-from connectors.webhook import event_body, require_identity
+from connectors.base import (
+    Capabilities,
+    Connector,
+    ConnectorError,
+    Event,
+    Outcome,
+    Request,
+    default_classify,
+    event_body,
+)
 
 if TYPE_CHECKING:
     import requests
@@ -46,31 +54,33 @@ class SandboxConnector(Connector):
     capabilities = Capabilities(identities=("email", "phone", "external_id"), dedupe_field="Idempotency-Key")
 
     def build_request(self, event: Event, settings: Mapping[str, Any]) -> Request:
-        require_identity(event, self.capabilities.identities)
+        self.check_event(event)
         key = settings["api_key"]
         return Request(
             method="POST",
-            url=f"{settings['base_url']}/events",
+            url=f"{settings['base_url'].rstrip('/')}/events",
             headers={"Authorization": f"Bearer {key}", "Idempotency-Key": event.id, "Content-Type": "application/json"},
             json=event_body(event),
             secrets=(key,),
         )
 
     def classify(self, response: requests.Response | None, error: Exception | None = None) -> Outcome:
+        """The default table; the reason is the sandbox's own {"error": {"message": ...}} where it gave one."""
         outcome = default_classify(response, error)
-        if response is not None and response.status_code >= 300:
-            try:
-                message = response.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                return outcome
-            return Outcome(outcome.kind, f"HTTP {response.status_code}: {message}", outcome.retry_after)
-        return outcome
+        if response is None or response.status_code < 400:
+            return outcome
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            return outcome
+        if not isinstance(message, str) or not message.strip():
+            return outcome
+        return Outcome(outcome.kind, f"HTTP {response.status_code}: {message.strip()[:300]}", outcome.retry_after)
 
     def verify(self, settings: Mapping[str, Any], http: HttpClient) -> None:
         key = settings["api_key"]
-        response = http.send(
-            Request("GET", f"{settings['base_url']}/account", {"Authorization": f"Bearer {key}"}, secrets=(key,))
-        )
+        url = f"{settings['base_url'].rstrip('/')}/account"
+        response = http.send(Request("GET", url, {"Authorization": f"Bearer {key}"}, secrets=(key,)))
         if response.status_code in (401, 403):
             raise ConnectorError("the sandbox rejected the API key", field="api_key", credentials=True)
         if response.status_code != 200:

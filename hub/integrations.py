@@ -10,15 +10,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from connectors import registry
-from connectors.base import Connector, ConnectorError
+from connectors.base import MASK, Connector, ConnectorError, mask
 from connectors.http import TransportError
 from hub import outbox, sandbox
 from hub.models import Action, ActionState, Integration, IntegrationState, Store
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
-
-MASK = "••••"
 
 
 class IntegrationError(Exception):
@@ -29,18 +27,13 @@ class IntegrationError(Exception):
         self.status, self.code, self.message, self.fields = status, code, message, fields or {}
 
 
-def mask_value(value: Any) -> str:
-    text = str(value)
-    return MASK + text[-4:] if len(text) >= 12 else MASK
-
-
 def is_masked(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(MASK)
 
 
 def masked_credentials(rt: Runtime, integration: Integration) -> dict[str, str]:
     try:
-        return {k: mask_value(v) for k, v in rt.box.decrypt(integration.credentials).items() if v not in (None, "")}
+        return {k: mask(v) for k, v in rt.box.decrypt(integration.credentials).items() if v not in (None, "")}
     except ValueError:
         return {"_error": "credentials cannot be decrypted with the current HUB_SECRET_KEYS"}
 

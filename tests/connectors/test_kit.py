@@ -1,0 +1,232 @@
+"""The contract suite catches the mistakes it is there for: each broken connector fails one check."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import socket
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import marshmallow as ma
+import pytest
+import requests
+
+from connectors.base import (
+    Capabilities,
+    Connector,
+    Event,
+    Outcome,
+    OutcomeKind,
+    Request,
+    SkipEvent,
+    default_classify,
+)
+from connectors.http import HttpClient
+from connectors.kit import SAMPLE_EVENT, ConnectorContract
+from tests.connectors.plugin_samples import ParrotConnector
+
+KEY = "tok_live_0123456789abcdef"
+
+
+class Credentials(ma.Schema):
+    api_key = ma.fields.String(required=True)
+
+
+class Careful(ParrotConnector):
+    """A correct connector: the baseline each broken one below departs from once."""
+
+    key = "careful"
+    credentials_schema = Credentials
+
+    def build_request(self, event: Event, settings: Mapping[str, Any]) -> Request:
+        self.check_event(event)
+        key = settings["api_key"]
+        return Request("POST", "https://api.parrot.example/e", {"Authorization": f"Bearer {key}"}, secrets=(key,))
+
+
+class Contract(ConnectorContract):
+    __test__ = False  # run by hand below
+    connector_class = Careful
+    sample_settings: ClassVar[Mapping[str, Any]] = {"api_key": KEY}
+
+
+def run(check: str, connector: type[Connector], request: pytest.FixtureRequest) -> None:
+    """Run one contract check against a connector class, with real fixtures."""
+    contract = type("Case", (Contract,), {"connector_class": connector, "__test__": False})()
+    method = getattr(contract, check)
+    method(**{name: request.getfixturevalue(name) for name in inspect.signature(method).parameters})
+
+
+CHECKS = [
+    "test_it_declares_a_stable_key_and_a_label",
+    "test_its_sample_settings_load_through_both_schemas",
+    "test_every_credentials_value_is_masked",
+    "test_build_request_makes_no_network_call_and_is_deterministic",
+    "test_it_classifies_the_status_table",
+    "test_secrets_never_appear_in_repr_records_errors_or_logs",
+    "test_an_event_without_an_accepted_identity_is_skipped",
+]
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_a_correct_connector_passes_every_check(check: str, request: pytest.FixtureRequest) -> None:
+    run(check, Careful, request)
+
+
+class Chatty(Careful):
+    key = "chatty"
+
+    def build_request(self, event: Event, settings: Mapping[str, Any]) -> Request:
+        logging.getLogger("chatty").debug("sending with %s", settings["api_key"])
+        return super().build_request(event, settings)
+
+
+class Leaky(Careful):
+    key = "leaky"
+
+    def build_request(self, event: Event, settings: Mapping[str, Any]) -> Request:
+        self.last_key = settings["api_key"]
+        return super().build_request(event, settings)
+
+    def __repr__(self) -> str:
+        return f"<Leaky {self.__dict__}>"
+
+
+class Forgetful(Careful):
+    """Puts the key in the body and forgets to list it in secrets."""
+
+    key = "forgetful"
+
+    def build_request(self, event: Event, settings: Mapping[str, Any]) -> Request:
+        self.check_event(event)
+        return Request("POST", "https://api.parrot.example/e", json={"key": settings["api_key"]})
+
+
+class Phoning(Careful):
+    key = "phoning"
+
+    def build_request(self, event: Event, settings: Mapping[str, Any]) -> Request:
+        socket.getaddrinfo("api.parrot.example", 443)
+        return super().build_request(event, settings)
+
+
+class Fetching(Careful):
+    key = "fetching"
+
+    def build_request(self, event: Event, settings: Mapping[str, Any]) -> Request:
+        requests.get("https://api.parrot.example/token", timeout=1)
+        return super().build_request(event, settings)
+
+
+class Hasty(Careful):
+    """Treats a 401 as permanent and a 429 as a plain retry."""
+
+    key = "hasty"
+
+    def classify(self, response: requests.Response | None, error: Exception | None = None) -> Outcome:
+        if response is not None and response.status_code in (401, 429):
+            return Outcome(OutcomeKind.PERMANENT)
+        return default_classify(response, error)
+
+
+class Indiscriminate(Careful):
+    key = "indiscriminate"
+
+    def build_request(self, event: Event, settings: Mapping[str, Any]) -> Request:
+        key = settings["api_key"]
+        return Request("POST", "https://api.parrot.example/e", {"Authorization": f"Bearer {key}"}, secrets=(key,))
+
+
+class Trusting(Careful):
+    """verify() that ignores the answer."""
+
+    key = "trusting"
+
+    def verify(self, settings: Mapping[str, Any], http: HttpClient) -> None:
+        http.send(Request("GET", "https://api.parrot.example/me", {"Authorization": f"Bearer {settings['api_key']}"}))
+
+
+class Picky(Careful):
+    key = "picky"
+    capabilities = Capabilities(identities=("email",), event_types=("review_request",))
+
+
+class Sloppy(Picky):
+    key = "sloppy"
+
+    def build_request(self, event: Event, settings: Mapping[str, Any]) -> Request:
+        if not event.customer.email:
+            raise SkipEvent("missing_identity", "no email")
+        return Request("POST", "https://api.parrot.example/e")
+
+
+class Unnamed(Careful):
+    key = "Not A Key"
+
+
+class Impostor(Careful):
+    key = "webhook"  # taken by a built-in
+
+
+@pytest.mark.parametrize(
+    ("connector", "check", "complaint"),
+    [
+        (Chatty, "test_secrets_never_appear_in_repr_records_errors_or_logs", "logs"),
+        (Leaky, "test_secrets_never_appear_in_repr_records_errors_or_logs", "repr"),
+        (Forgetful, "test_build_request_makes_no_network_call_and_is_deterministic", "Request.secrets"),
+        (Phoning, "test_build_request_makes_no_network_call_and_is_deterministic", "network"),
+        (Fetching, "test_build_request_makes_no_network_call_and_is_deterministic", "network"),
+        (Hasty, "test_it_classifies_the_status_table", "401"),
+        (Indiscriminate, "test_an_event_without_an_accepted_identity_is_skipped", "DID NOT RAISE"),
+        (Trusting, "test_secrets_never_appear_in_repr_records_errors_or_logs", "credentials=True"),
+        (Sloppy, "test_an_unsupported_event_type_is_skipped", "DID NOT RAISE"),
+        (Unnamed, "test_it_declares_a_stable_key_and_a_label", "lower_snake_case"),
+        (Impostor, "test_it_declares_a_stable_key_and_a_label", "already taken"),
+    ],
+)
+def test_a_broken_connector_fails_the_check_for_its_mistake(
+    connector: type[Connector], check: str, complaint: str, request: pytest.FixtureRequest
+) -> None:
+    with pytest.raises((AssertionError, pytest.fail.Exception)) as caught:
+        run(check, connector, request)
+    assert complaint in str(caught.value)
+
+
+def test_a_connector_limited_to_some_event_types_skips_the_others(request: pytest.FixtureRequest) -> None:
+    run("test_an_unsupported_event_type_is_skipped", Picky, request)
+    assert Picky().build_request(SAMPLE_EVENT, {"api_key": KEY}).method == "POST"
+
+
+class Quirky(Careful):
+    key = "quirky"
+
+    def classify(self, response: requests.Response | None, error: Exception | None = None) -> Outcome:
+        # A vendor that answers 404 for a deactivated account: the user must reconnect, not drop the event.
+        if response is not None and response.status_code == 404:
+            return Outcome(OutcomeKind.CREDENTIALS)
+        return default_classify(response, error)
+
+
+class QuirkyUndeclared(Contract):
+    __test__ = False
+    connector_class = Quirky
+
+
+class QuirkyDeclared(QuirkyUndeclared):
+    __test__ = False
+    expected_classification: ClassVar[Mapping[int | str, OutcomeKind]] = {404: OutcomeKind.CREDENTIALS}
+
+
+def test_vendor_quirks_are_declared_over_the_default_table() -> None:
+    with pytest.raises(AssertionError, match="404"):
+        QuirkyUndeclared().test_it_classifies_the_status_table()
+    QuirkyDeclared().test_it_classifies_the_status_table()
+
+
+def test_subclasses_are_collected_and_the_base_is_not() -> None:
+    class TestSomething(ConnectorContract):
+        connector_class = Careful
+
+    assert ConnectorContract.__test__ is False and TestSomething.__test__ is True
+    assert Contract.__test__ is False  # an explicit opt-out is kept
