@@ -127,6 +127,9 @@ class Connector:
     credentials_schema: ClassVar[type[ma.Schema]] = EmptySchema
     settings_schema: ClassVar[type[ma.Schema]] = EmptySchema
     capabilities: ClassVar[Capabilities] = Capabilities()
+    # Settings that load through both schemas (fake keys, example URLs): `hub connectors check KEY` runs the
+    # contract suite with them.
+    example_settings: ClassVar[Mapping[str, Any] | None] = None
 
     def build_request(self, event: Event, settings: Mapping[str, Any]) -> Request:
         """Pure: no I/O. Raise :class:`SkipEvent` for events this platform can't take."""

@@ -8,6 +8,7 @@ settings are the sandbox's behaviour, which only its platform side reads.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import marshmallow as ma
@@ -51,6 +52,9 @@ class SandboxConnector(Connector):
     label = "Sandbox (built-in test app)"
     credentials_schema = SandboxCredentials
     settings_schema = SandboxSettings
+    example_settings = MappingProxyType(
+        {"base_url": "http://127.0.0.1:8000/sandbox/1", "api_key": "sbx_example_key_0123456789"}
+    )
     capabilities = Capabilities(identities=("email", "phone", "external_id"), dedupe_field="Idempotency-Key")
 
     def build_request(self, event: Event, settings: Mapping[str, Any]) -> Request:

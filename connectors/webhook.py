@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import marshmallow as ma
@@ -54,6 +55,9 @@ class WebhookConnector(Connector):
     label = "Webhook"
     credentials_schema = WebhookCredentials
     settings_schema = WebhookSettings
+    example_settings = MappingProxyType(
+        {"url": "https://hooks.example.com/tidings", "signing_secret": "whsec_" + "A" * 32}
+    )
     capabilities = Capabilities(identities=("email", "phone", "external_id"), dedupe_field="webhook-id")
 
     def __init__(self, clock: Callable[[], datetime] = utc_now) -> None:

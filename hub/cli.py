@@ -281,6 +281,38 @@ def connectors_list() -> None:
         click.echo(f"{key:<16} {cls.label}")
 
 
+@connectors.command("check")
+@click.argument("key")
+def connectors_check(key: str) -> None:
+    """Run the connector contract suite (connectors.kit) against the installed connector KEY."""
+    import tempfile
+    from pathlib import Path
+
+    from connectors import registry
+
+    installed = registry.available()
+    if key not in installed:
+        raise click.ClickException(f"no connector {key!r}; installed: {', '.join(installed)}")
+    if not installed[key].example_settings:
+        raise click.ClickException(f"{key} declares no example_settings, so the suite has nothing to load")
+    try:
+        import pytest
+        import responses  # noqa: F401  (the kit needs it)
+    except ImportError:
+        raise click.ClickException("the contract suite needs the test extra: pip install 'tidings[test]'") from None
+    with tempfile.TemporaryDirectory() as folder:
+        module = Path(folder) / f"test_{key}_contract.py"
+        module.write_text(
+            "from connectors import registry\n"
+            "from connectors.kit import ConnectorContract\n\n\n"
+            "class TestContract(ConnectorContract):\n"
+            f"    connector_class = registry.available()[{key!r}]\n"
+            "    sample_settings = connector_class.example_settings\n"
+        )
+        code = pytest.main([str(module), "-q", "-p", "no:cacheprovider", "--rootdir", folder, "-W", "ignore"])
+    raise SystemExit(int(code))
+
+
 # -- all together -----------------------------------------------------------------------------------
 
 

@@ -196,3 +196,15 @@ def test_hub_web_serves_the_api_with_gunicorn(rt: Runtime) -> None:
     finally:
         web.send_signal(signal.SIGTERM)
         web.wait(20)
+
+
+def test_connectors_check_runs_the_contract_suite_against_an_installed_connector() -> None:
+    passed = subprocess.run(
+        [sys.executable, "-m", "hub", "connectors", "check", "webhook"], capture_output=True, text=True, timeout=120
+    )
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "passed" in passed.stdout and "failed" not in passed.stdout
+    unknown = subprocess.run(
+        [sys.executable, "-m", "hub", "connectors", "check", "nope"], capture_output=True, text=True, timeout=60
+    )
+    assert unknown.returncode != 0 and "no connector 'nope'" in unknown.stderr
