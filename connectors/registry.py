@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "tidings.connectors"
 BUILTINS = {
+    "attentive": "connectors.attentive:AttentiveConnector",
+    "klaviyo": "connectors.klaviyo:KlaviyoConnector",
+    "postscript": "connectors.postscript:PostscriptConnector",
     "sandbox": "connectors.sandbox:SandboxConnector",
     "webhook": "connectors.webhook:WebhookConnector",
 }

@@ -12,7 +12,10 @@ import pytest
 
 import connectors
 from connectors import registry
+from connectors.attentive import AttentiveConnector
 from connectors.base import Connector
+from connectors.klaviyo import KlaviyoConnector
+from connectors.postscript import PostscriptConnector
 from connectors.sandbox import SandboxConnector
 from connectors.webhook import WebhookConnector
 
@@ -29,7 +32,13 @@ def install(monkeypatch: pytest.MonkeyPatch, **entries: str) -> None:
 
 def test_the_built_ins_are_registered_under_their_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     install(monkeypatch)
-    assert registry.available() == {"sandbox": SandboxConnector, "webhook": WebhookConnector}
+    assert registry.available() == {
+        "attentive": AttentiveConnector,
+        "klaviyo": KlaviyoConnector,
+        "postscript": PostscriptConnector,
+        "sandbox": SandboxConnector,
+        "webhook": WebhookConnector,
+    }
 
 
 def test_every_connector_module_in_the_package_is_registered() -> None:
@@ -52,14 +61,14 @@ def test_get_returns_one_shared_instance() -> None:
 
 def test_an_unknown_key_raises_unknown_connector() -> None:
     with pytest.raises(registry.UnknownConnector) as caught:
-        registry.get("klaviyo")
+        registry.get("myspace")
     assert isinstance(caught.value, KeyError)
-    assert caught.value.args == ("klaviyo",)
+    assert caught.value.args == ("myspace",)
 
 
 def test_a_connector_from_an_entry_point_loads_and_sorts_by_key(monkeypatch: pytest.MonkeyPatch) -> None:
     install(monkeypatch, parrot=f"{PLUGINS}:ParrotConnector")
-    assert list(registry.available()) == ["parrot", "sandbox", "webhook"]
+    assert list(registry.available()) == sorted({*registry.BUILTINS, "parrot"})
     assert registry.get("parrot").label == "Parrot CRM"
 
 
@@ -86,7 +95,7 @@ def test_a_broken_plug_in_is_logged_and_left_out(
 ) -> None:
     install(monkeypatch, parrot=f"{PLUGINS}:ParrotConnector", **{name: value})
     with caplog.at_level(logging.ERROR, logger="connectors.registry"):
-        assert list(registry.available()) == ["parrot", "sandbox", "webhook"]
+        assert list(registry.available()) == sorted({*registry.BUILTINS, "parrot"})
     assert repr(name) in caplog.text
     with pytest.raises(registry.UnknownConnector):
         registry.get(name)

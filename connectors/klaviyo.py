@@ -1,0 +1,186 @@
+"""Klaviyo: one Create Event call per action (JSON:API), the key checked with Get Accounts.
+
+Sources (stored copies, no live web):
+- Endpoint, headers and body: klaviyo/openapi `openapi/stable/apis/create_event.json` and the official SDK
+  (PyPI klaviyo-api 25.0.0, model EventCreateQueryV2, which the tests validate every body against).
+  REVISION is that SDK's `KlaviyoAPI._REVISION`.
+- `unique_id` deduplicates: a repeat for the same profile and metric keeps only the first event (OAS text).
+- Retries follow the SDK: `klaviyo_api/wrapper.py` retries 429, 503, 504 and 524 and raises every other status,
+  so 500 and 502 are final here too (the hub's default table would retry them).
+- 403 with a `cf-mitigated` header is Cloudflare's bot challenge in front of a.klaviyo.com, not the key
+  (github.com/klaviyo/klaviyo-api-python/issues/84): retried, never held as a credentials problem.
+- Rate limit: Create Event is tier XL, 350/s burst and 3,500/min steady, per account
+  (developers.klaviyo.com/en/docs/rate_limits_and_error_handling); the hub's bucket runs at the steady rate.
+- Private keys start with pk_; the 6-character public key (site ID) cannot call /api
+  (developers.klaviyo.com/en/docs/retrieve_api_credentials).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import marshmallow as ma
+from marshmallow import fields
+
+from connectors.base import (
+    Capabilities,
+    Connector,
+    ConnectorError,
+    Event,
+    Outcome,
+    OutcomeKind,
+    Request,
+    SkipEvent,
+    default_classify,
+    parse_retry_after,
+)
+
+if TYPE_CHECKING:
+    import requests
+
+    from connectors.http import HttpClient
+
+BASE_URL = "https://a.klaviyo.com"
+REVISION = "2026-10-15"  # the one place the API revision is pinned: bump it with the SDK used in the tests
+SDK_RETRIES = frozenset({503, 504, 524})  # plus 429, which is rate limited rather than retried
+E164 = re.compile(r"\+[1-9]\d{6,14}")
+METRIC_NAME_LIMIT = 128
+
+
+def validate_private_key(value: str) -> None:
+    if not value.startswith("pk_"):
+        raise ma.ValidationError(
+            "Use a Klaviyo private API key (it starts with pk_); the 6-character public key cannot send events."
+        )
+
+
+class KlaviyoCredentials(ma.Schema):
+    api_key = fields.String(required=True, validate=validate_private_key)
+
+
+class KlaviyoSettings(ma.Schema):
+    base_url = fields.Url(load_default=BASE_URL, schemes={"https", "http"})
+
+
+def first_product(properties: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat copies of the first item's and the review's fields: only top-level scalars are segmentable."""
+    items = properties.get("items")
+    item = items[0] if isinstance(items, list) and items and isinstance(items[0], Mapping) else {}
+    review = properties.get("review")
+    review = review if isinstance(review, Mapping) else {}
+    flat = {
+        "product_id": item.get("product_id") or review.get("product_id"),
+        "product_name": item.get("name"),
+        "product_url": item.get("url"),
+        "product_image_url": item.get("image_url"),
+        **{f"review_{name}": review.get(name) for name in ("rating", "title", "body")},
+    }
+    return {key: value for key, value in flat.items() if value not in (None, "")}
+
+
+def json_api_reason(response: requests.Response) -> str | None:
+    """The JSON:API errors' codes and details: {"errors": [{"code", "title", "detail", ...}]}."""
+    try:
+        errors = [e for e in response.json()["errors"][:3] if isinstance(e, dict)]
+    except (ValueError, KeyError, TypeError):
+        return None
+    parts = [": ".join(str(p) for p in (e.get("code"), e.get("detail") or e.get("title")) if p) for e in errors]
+    text = "; ".join(part for part in parts if part)
+    return f"HTTP {response.status_code}: {text}"[:300] if text else None
+
+
+class KlaviyoConnector(Connector):
+    key = "klaviyo"
+    label = "Klaviyo"
+    credentials_schema = KlaviyoCredentials
+    settings_schema = KlaviyoSettings
+    example_settings = MappingProxyType({"api_key": "pk_example_0123456789abcdef0123456789"})
+    capabilities = Capabilities(
+        identities=("email", "phone", "external_id"),
+        batch_size=1000,  # Bulk Create Events takes 1,000 events a request; build_request stays one event for now
+        rate_limit_per_second=3500 / 60,
+        dedupe_field="unique_id",
+    )
+
+    def headers(self, key: str) -> dict[str, str]:
+        return {
+            "Authorization": f"Klaviyo-API-Key {key}",
+            "revision": REVISION,
+            "Accept": "application/vnd.api+json",
+            "Content-Type": "application/vnd.api+json",
+        }
+
+    def build_request(self, event: Event, settings: Mapping[str, Any]) -> Request:
+        self.check_event(event)
+        customer = event.customer
+        phone = customer.phone if customer.phone and E164.fullmatch(customer.phone) else None
+        profile = {
+            "email": customer.email,
+            "phone_number": phone,  # Klaviyo refuses the whole event for a phone that isn't E.164
+            "external_id": customer.external_id,
+            "first_name": customer.first_name,
+            "last_name": customer.last_name,
+        }
+        if not (customer.email or phone or customer.external_id):
+            raise SkipEvent("missing_identity", "Klaviyo needs an email, an E.164 phone number or an external id")
+        properties = dict(event.properties)
+        for name, value in first_product(event.properties).items():
+            properties.setdefault(name, value)
+        when = event.occurred_at if event.occurred_at.tzinfo else event.occurred_at.replace(tzinfo=UTC)
+        key = settings["api_key"]
+        return Request(
+            "POST",
+            f"{settings['base_url'].rstrip('/')}/api/events",
+            self.headers(key),
+            json={
+                "data": {
+                    "type": "event",
+                    "attributes": {
+                        "properties": properties,
+                        "time": when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),  # Klaviyo keeps whole seconds
+                        "unique_id": event.id,
+                        "metric": {"data": {"type": "metric", "attributes": {"name": event.name[:METRIC_NAME_LIMIT]}}},
+                        "profile": {"data": {"type": "profile", "attributes": {k: v for k, v in profile.items() if v}}},
+                    },
+                }
+            },
+            secrets=(key,),
+        )
+
+    def classify(self, response: requests.Response | None, error: Exception | None = None) -> Outcome:
+        if response is None or 200 <= response.status_code < 300:
+            return default_classify(response, error)
+        status = response.status_code
+        reason = json_api_reason(response) or default_classify(response).reason
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if status == 429:
+            return Outcome(OutcomeKind.RATE_LIMITED, reason, retry_after)
+        if status in SDK_RETRIES:
+            return Outcome(OutcomeKind.RETRY, reason, retry_after)
+        if status == 403 and "cf-mitigated" in response.headers:
+            return Outcome(OutcomeKind.RETRY, "HTTP 403: Klaviyo's firewall challenged the request (not the key)")
+        if status in (401, 403):
+            return Outcome(OutcomeKind.CREDENTIALS, reason)
+        return Outcome(OutcomeKind.PERMANENT, reason)
+
+    def verify(self, settings: Mapping[str, Any], http: HttpClient) -> None:
+        """GET /api/accounts: the cheapest call a key can make (tier XS, 1/s), it needs the accounts:read scope."""
+        key = settings["api_key"]
+        url = f"{settings['base_url'].rstrip('/')}/api/accounts"
+        response = http.send(Request("GET", url, self.headers(key), secrets=(key,)))
+        if response.status_code == 200:
+            return
+        detail = json_api_reason(response) or f"HTTP {response.status_code}"
+        if response.status_code == 401:
+            raise ConnectorError(f"Klaviyo rejected the private API key ({detail})", field="api_key", credentials=True)
+        if response.status_code == 403 and "cf-mitigated" not in response.headers:
+            raise ConnectorError(
+                f"Klaviyo refused this key: give it the accounts:read and events:write scopes ({detail})",
+                field="api_key",
+                credentials=True,
+            )
+        raise ConnectorError(f"Klaviyo could not check the key just now: {detail}")
