@@ -208,3 +208,14 @@ def test_connectors_check_runs_the_contract_suite_against_an_installed_connector
         [sys.executable, "-m", "hub", "connectors", "check", "nope"], capture_output=True, text=True, timeout=60
     )
     assert unknown.returncode != 0 and "no connector 'nope'" in unknown.stderr
+
+
+def test_the_example_connector_package_is_installed_and_passes_the_contract_suite() -> None:
+    from connectors import registry
+
+    registry.reset()
+    assert registry.available()["acme_crm"].__module__ == "acme_tidings.connector"  # found by its entry point
+    checked = subprocess.run(
+        [sys.executable, "-m", "hub", "connectors", "check", "acme_crm"], capture_output=True, text=True, timeout=120
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

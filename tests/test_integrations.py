@@ -16,12 +16,12 @@ from hub.cli import main
 from hub.models import Integration
 from hub.runtime import Runtime
 from tests.conftest import Api
-from tests.plugins.acme_crm import BASE
+from acme_tidings.connector import BASE
 
 
 @pytest.fixture(autouse=True)
 def acme_crm_installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    entry = EntryPoint("acme_crm", "tests.plugins.acme_crm:AcmeCrmConnector", registry.ENTRY_POINT_GROUP)
+    entry = EntryPoint("acme_crm", "acme_tidings.connector:AcmeCrmConnector", registry.ENTRY_POINT_GROUP)
     monkeypatch.setattr(registry, "entry_points", lambda group: [entry] if group == registry.ENTRY_POINT_GROUP else [])
     registry.reset()
     yield

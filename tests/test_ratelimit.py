@@ -18,7 +18,7 @@ from hub.models import Action, Attempt
 from hub.ratelimit import RateLimiter
 from hub.runtime import Runtime
 from tests.conftest import Api, run_worker
-from tests.plugins.acme_crm import BASE
+from acme_tidings.connector import BASE
 
 
 def test_a_burst_from_many_workers_gets_exactly_the_buckets_tokens(rt: Runtime) -> None:
@@ -58,7 +58,7 @@ def test_a_429_slows_the_bucket_down(rt: Runtime) -> None:
 
 @pytest.fixture
 def acme_crm(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    entry = EntryPoint("acme_crm", "tests.plugins.acme_crm:AcmeCrmConnector", registry.ENTRY_POINT_GROUP)
+    entry = EntryPoint("acme_crm", "acme_tidings.connector:AcmeCrmConnector", registry.ENTRY_POINT_GROUP)
     monkeypatch.setattr(registry, "entry_points", lambda group: [entry] if group == registry.ENTRY_POINT_GROUP else [])
     registry.reset()
     yield

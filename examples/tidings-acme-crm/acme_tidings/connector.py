@@ -1,8 +1,9 @@
-"""A connector from "another package", loaded through the tidings.connectors entry point in tests."""
+"""Acme CRM: a worked example of a connector in its own package (see docs/connectors.md)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import marshmallow as ma
@@ -27,9 +28,11 @@ class AcmeCrmConnector(Connector):
     label = "Acme CRM"
     credentials_schema = Credentials
     settings_schema = Settings
-    capabilities = Capabilities(identities=("email",), rate_limit_per_second=2)
+    capabilities = Capabilities(identities=("email",), rate_limit_per_second=2, dedupe_field="dedupe")
+    example_settings = MappingProxyType({"api_key": "acme_example_key_0123"})
 
     def build_request(self, event: Event, settings: Mapping[str, Any]) -> Request:
+        self.check_event(event)  # skips events without an email (capabilities.identities)
         key = settings["api_key"]
         return Request(
             "POST",
