@@ -8,6 +8,7 @@ from importlib.metadata import EntryPoint
 import pytest
 import requests
 import responses
+from acme_tidings.connector import BASE
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
@@ -16,7 +17,6 @@ from hub.cli import main
 from hub.models import Integration
 from hub.runtime import Runtime
 from tests.conftest import Api
-from acme_tidings.connector import BASE
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ from importlib.metadata import EntryPoint
 
 import pytest
 import responses
+from acme_tidings.connector import BASE
 from sqlalchemy import func, select
 
 from connectors import registry
@@ -18,7 +19,6 @@ from hub.models import Action, Attempt
 from hub.ratelimit import RateLimiter
 from hub.runtime import Runtime
 from tests.conftest import Api, run_worker
-from acme_tidings.connector import BASE
 
 
 def test_a_burst_from_many_workers_gets_exactly_the_buckets_tokens(rt: Runtime) -> None:
