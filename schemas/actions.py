@@ -60,6 +60,10 @@ class ActionsQuery(PageQuery):
     trigger = fields.String(validate=validate.OneOf(TRIGGERS))
 
 
+class ActionList(ma.Schema):
+    data = fields.List(fields.Nested(ActionOut))
+
+
 class ActionPage(ma.Schema):
     data = fields.List(fields.Nested(ActionOut))
     next_cursor = fields.String(allow_none=True)

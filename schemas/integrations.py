@@ -57,6 +57,10 @@ class TestEventIn(ma.Schema):
     properties = fields.Dict(keys=fields.String(), load_default=dict)
 
 
+class SamplesIn(ma.Schema):
+    target = fields.Nested(TestTarget, required=True)
+
+
 class SandboxRequestOut(ma.Schema):
     id = fields.Integer()
     received_at = fields.AwareDateTime()

@@ -36,6 +36,7 @@ ROUTES = [
     ("patch", "/api/v1/integrations/sandbox"),
     ("delete", "/api/v1/integrations/sandbox"),
     ("post", "/api/v1/integrations/sandbox/test-events"),
+    ("post", "/api/v1/integrations/sandbox/samples"),
     ("get", "/api/v1/sandbox/requests"),
 ]
 
@@ -232,6 +233,7 @@ def test_the_openapi_document_is_public_and_describes_every_route(app: Flask) ->
         "/api/v1/integrations",
         "/api/v1/integrations/{app}",
         "/api/v1/integrations/{app}/test-events",
+        "/api/v1/integrations/{app}/samples",
         "/api/v1/sandbox/requests",
     }
     assert "TriggerIn" in spec["components"]["schemas"]

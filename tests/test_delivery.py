@@ -315,3 +315,26 @@ def test_sandbox_settings_are_validated(api: Api) -> None:
     answer = api.patch("/api/v1/integrations/sandbox", json={"settings": {"failure_rate": 2, "script": [99]}})
     assert answer.status_code == 422
     assert set(answer.json["error"]["fields"]) == {"settings.failure_rate", "settings.script.0"}
+
+
+def test_samples_send_one_labelled_event_of_every_flow_event_at_once(api: Api, rt: Runtime, live_server: str) -> None:
+    api.post("/api/v1/integrations", json={"app": "sandbox"})
+    sent = api.post("/api/v1/integrations/sandbox/samples", json={"target": {"email": "merchant@example.com"}})
+    assert sent.status_code == 202, sent.json
+    assert sorted(a["event_name"] for a in sent.json["data"]) == ["Acme - Review Request", "Acme - Review Submitted"]
+    assert {a["trigger"] for a in sent.json["data"]} == {"manual"}
+    run_worker(rt)  # the fast path: no dispatcher round
+    received = api.get("/api/v1/sandbox/requests").json["data"]
+    assert len(received) == 2 and all(r["body"]["properties"]["sample"] is True for r in received)
+    review = next(r for r in received if r["body"]["name"] == "Acme - Review Submitted")
+    assert review["body"]["properties"]["review"]["rating"] == 5
+    assert review["body"]["properties"]["items"][0]["name"] == "Sample Product"
+
+
+def test_samples_need_a_target_and_a_connected_app(api: Api) -> None:
+    assert (
+        api.post("/api/v1/integrations/sandbox/samples", json={"target": {"email": "a@example.com"}}).status_code == 404
+    )
+    api.post("/api/v1/integrations", json={"app": "sandbox"})
+    bad = api.post("/api/v1/integrations/sandbox/samples", json={"target": {}})
+    assert bad.status_code == 422 and "target" in bad.json["error"]["fields"]

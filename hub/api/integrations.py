@@ -11,13 +11,14 @@ from hub import integrations as service
 from hub import manual
 from hub.api import authenticate, current_store, db_session, runtime
 from hub.models import Integration, IntegrationState, SandboxRequest
-from schemas.actions import ActionOut
+from schemas.actions import ActionList, ActionOut
 from schemas.common import PageQuery, encode_cursor
 from schemas.integrations import (
     IntegrationIn,
     IntegrationList,
     IntegrationOut,
     IntegrationPatch,
+    SamplesIn,
     SandboxRequestPage,
     TestEventIn,
 )
@@ -106,6 +107,18 @@ def delete_integration(app: str) -> None:
 def post_test_event(data: dict[str, Any], app: str) -> Any:
     """Send a manual test event now (it skips the dispatcher's poll). Read the result at /actions/<id>."""
     return manual.send_test_event(runtime(), db_session(), current_store(), app, data)
+
+
+@blp.route("/integrations/<string:app>/samples", methods=["POST"])
+@blp.arguments(SamplesIn)
+@blp.response(202, ActionList)
+def post_samples(data: dict[str, Any], app: str) -> Any:
+    """Send a labelled sample of every event the store's flows send to this app, now.
+
+    The events carry their real names (so the platform's flows can be built on them) and
+    `"sample": true` in their properties.
+    """
+    return {"data": manual.send_samples(runtime(), db_session(), current_store(), app, data["target"])}
 
 
 @blp.route("/sandbox/requests", methods=["GET"])
