@@ -18,7 +18,11 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "tidings.connectors"
 BUILTINS = {
     "attentive": "connectors.attentive:AttentiveConnector",
+    "braze": "connectors.braze:BrazeConnector",
+    "customerio": "connectors.customerio:CustomerioConnector",
+    "iterable": "connectors.iterable:IterableConnector",
     "klaviyo": "connectors.klaviyo:KlaviyoConnector",
+    "omnisend": "connectors.omnisend:OmnisendConnector",
     "postscript": "connectors.postscript:PostscriptConnector",
     "sandbox": "connectors.sandbox:SandboxConnector",
     "webhook": "connectors.webhook:WebhookConnector",

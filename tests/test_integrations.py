@@ -34,7 +34,18 @@ def count(rt: Runtime) -> int:
 
 
 def test_a_connector_from_an_entry_point_is_listed_beside_the_built_ins() -> None:
-    assert list(registry.available()) == ["acme_crm", "attentive", "klaviyo", "postscript", "sandbox", "webhook"]
+    assert list(registry.available()) == [
+        "acme_crm",
+        "attentive",
+        "braze",
+        "customerio",
+        "iterable",
+        "klaviyo",
+        "omnisend",
+        "postscript",
+        "sandbox",
+        "webhook",
+    ]
     output = CliRunner().invoke(main, ["connectors", "list"]).output
     assert "acme_crm" in output and "Acme CRM" in output
 

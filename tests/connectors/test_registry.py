@@ -14,7 +14,11 @@ import connectors
 from connectors import registry
 from connectors.attentive import AttentiveConnector
 from connectors.base import Connector
+from connectors.braze import BrazeConnector
+from connectors.customerio import CustomerioConnector
+from connectors.iterable import IterableConnector
 from connectors.klaviyo import KlaviyoConnector
+from connectors.omnisend import OmnisendConnector
 from connectors.postscript import PostscriptConnector
 from connectors.sandbox import SandboxConnector
 from connectors.webhook import WebhookConnector
@@ -34,7 +38,11 @@ def test_the_built_ins_are_registered_under_their_keys(monkeypatch: pytest.Monke
     install(monkeypatch)
     assert registry.available() == {
         "attentive": AttentiveConnector,
+        "braze": BrazeConnector,
+        "customerio": CustomerioConnector,
+        "iterable": IterableConnector,
         "klaviyo": KlaviyoConnector,
+        "omnisend": OmnisendConnector,
         "postscript": PostscriptConnector,
         "sandbox": SandboxConnector,
         "webhook": WebhookConnector,
