@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session
 from connectors import registry
 from connectors.base import Connector, Customer, Event, Outcome, OutcomeKind, SkipEvent
 from connectors.http import TransportError, redact
-from hub import outbox
+from hub import guards, outbox
 from hub.flows import hold_reason
-from hub.models import Action, ActionState, Attempt, Integration, IntegrationState
+from hub.models import Action, ActionState, Actor, Attempt, Integration, IntegrationState
 
 if TYPE_CHECKING:
     import requests
@@ -105,8 +105,16 @@ def deliver_batch(rt: Runtime, action_ids: list[int]) -> dict[str, int]:
         integrations = {
             i.id: i for i in session.scalars(select(Integration).where(Integration.id.in_(integration_ids))).all()
         }
+        # Guards again, just before delivery: the customer may have unsubscribed, the order been cancelled, or
+        # the action grown stale since it was scheduled.
+        verdicts = guards.evaluate(session, [guards.Subject.of(a) for a in actions], integrations=integrations)
     targets = {iid: _target(rt, integrations.get(iid)) for iid in integration_ids}
-    decisions = [_decide(rt, action, targets.get(action.integration_id) or Target(None)) for action in actions]
+    decisions = [
+        _decide(
+            rt, action, targets.get(action.integration_id) or Target(None), guards.first_failure(verdicts[action.id])
+        )
+        for action in actions
+    ]
     return _record(rt, decisions, lease)
 
 
@@ -128,10 +136,16 @@ def _target(rt: Runtime, integration: Integration | None) -> Target:
     return Target(integration, connector, settings, rate=connector.capabilities.rate_limit_per_second)
 
 
-def _decide(rt: Runtime, action: Row[Any], target: Target) -> Decision:
+def _decide(rt: Runtime, action: Row[Any], target: Target, stopped: guards.GuardResult | None = None) -> Decision:
     if target.problem is not None:
         state, code, text = target.problem
         return Decision(action, state, {"reason_code": code, "reason_text": text})
+    if stopped is not None and not stopped.hold:
+        return Decision(
+            action,
+            ActionState.SKIPPED,
+            {"reason_code": stopped.code, "reason_text": stopped.text, "caused_by": Actor.RULE},
+        )
     assert target.connector is not None and target.integration is not None
     try:
         request = target.connector.build_request(event_from_payload(action.payload), target.settings)
@@ -284,6 +298,10 @@ def _record(rt: Runtime, decisions: list[Decision], lease: str) -> dict[str, int
         for decision in decisions:
             if decision.state == ActionState.DELIVERED:
                 continue
+            if decision.state in (ActionState.FAILED, ActionState.SKIPPED):
+                decision.values.setdefault(
+                    "caused_by", Actor.SYSTEM if decision.state == ActionState.FAILED else Actor.RULE
+                )
             moved_one = outbox.transition(
                 session,
                 decision.action.id,

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hub.models import Action, ActionState, Customer, Flow, Integration, IntegrationState, Store, Trigger
+from hub.models import Action, ActionState, Actor, Customer, Flow, Integration, IntegrationState, Store, Trigger
 from hub.stores import event_name
 from schemas.events import EventPayload
+from schemas.triggers import ORDER_STOPPERS
 
 _payload_schema = EventPayload()
 
@@ -25,6 +26,7 @@ class Ingested:
     trigger: Trigger
     actions: list[Action]
     duplicate: bool
+    cancelled: int = 0  # actions an order.cancelled / order.refunded trigger took out of the Queue
 
 
 def idempotency_key(*parts: object) -> str:
@@ -144,10 +146,51 @@ def ingest(session: Session, store: Store, data: dict[str, Any], header_key: str
                     trigger.id,
                     customer.id,
                 )
+                action.order_id = trigger.order_id
                 actions.append(action)
+    cancelled = stop_order(session, store.id, data["type"], trigger.order_id) if data["type"] in ORDER_STOPPERS else 0
+    apply_guards(session, actions, {i.id: i for i in integrations})
     session.add_all(actions)
     session.flush()
-    return Ingested(trigger=trigger, actions=actions, duplicate=False)
+    return Ingested(trigger=trigger, actions=actions, duplicate=False, cancelled=cancelled)
+
+
+def apply_guards(session: Session, actions: list[Action], integrations: dict[int, Integration]) -> None:
+    """Guards at scheduling: an action that must not go is created skipped, with the guard's reason."""
+    from hub import guards
+
+    results = guards.evaluate(
+        session, [guards.Subject.of(a, key=n) for n, a in enumerate(actions)], integrations=integrations
+    )
+    for n, action in enumerate(actions):
+        failed = guards.first_failure(results[n])
+        if failed is not None and not failed.hold:
+            action.state, action.reason_code, action.reason_text = ActionState.SKIPPED, failed.code, failed.text
+            action.caused_by = Actor.RULE
+
+
+def stop_order(session: Session, store_id: int, trigger_type: str, order_id: str | None) -> int:
+    """An order was cancelled or refunded: what still waits for it is cancelled (by a rule)."""
+    if not order_id:
+        return 0
+    word = trigger_type.split(".")[1]
+    result = session.execute(
+        update(Action)
+        .where(
+            Action.store_id == store_id,
+            Action.order_id == order_id,
+            Action.state.in_((ActionState.PENDING, ActionState.HELD)),
+        )
+        .values(
+            state=ActionState.CANCELLED,
+            reason_code=f"order_{word}",
+            reason_text=f"order {order_id} was {word}",
+            caused_by=Actor.RULE,
+            updated_at=datetime.now(UTC),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount  # type: ignore[attr-defined,no-any-return]
 
 
 def new_event_action(

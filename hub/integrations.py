@@ -127,7 +127,19 @@ def change(rt: Runtime, session: Session, store: Store, app: str, data: dict[str
     ):
         integration.state = IntegrationState.CONNECTED
         integration.last_error = None
-        outbox.release_integration(session, integration.id)
+        catch_up = data.get("catch_up") or {"policy": "all"}
+        outbox.release_integration(session, integration.id, catch_up["policy"], catch_up.get("hours"))
+    elif data.get("catch_up"):
+        raise IntegrationError(
+            422,
+            "validation_error",
+            "A catch-up policy applies when the integration resumes.",
+            {
+                "catch_up": [
+                    "Send it with state connected (or with the new credentials of an app that needs attention)."
+                ]
+            },
+        )
     session.flush()
     return integration
 

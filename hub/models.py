@@ -201,6 +201,9 @@ class Action(Base):
         Index("ix_actions_store_id", "store_id", "id"),
         Index("ix_actions_integration_state", "integration_id", "state"),
         Index("ix_actions_trigger_id", "trigger_id"),
+        Index("ix_actions_store_order", "store_id", "order_id"),
+        Index("ix_actions_store_customer", "store_id", "customer_id"),
+        Index("ix_actions_bulk_operation", "bulk_operation_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -234,6 +237,9 @@ class Action(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+    order_id: Mapped[str | None] = mapped_column(String(200))  # the trigger's order, for search and order rules
+    caused_by: Mapped[str | None] = mapped_column(String(16))  # cancelled/skipped/failed by: merchant | rule | system
+    bulk_operation_id: Mapped[int | None] = mapped_column(BigId)  # the bulk operation that last moved it (undo)
 
     attempts: Mapped[list[Attempt]] = relationship(order_by="Attempt.id", lazy="raise", viewonly=True)
 
@@ -280,3 +286,68 @@ class SandboxRequest(Base):
     body: Mapped[dict[str, Any] | None] = mapped_column(Json)
     status: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict[str, Any] | None] = mapped_column(Json)
+
+
+class Actor(enum.StrEnum):
+    """Who caused an action to leave the Queue without being delivered."""
+
+    MERCHANT = "merchant"  # a manual operation (API or CLI)
+    RULE = "rule"  # a guard or an order rule (cancelled, refunded)
+    SYSTEM = "system"  # delivery: the platform refused it, retries ran out
+
+
+class Suppression(Base):
+    """A customer identity that must not be contacted on a channel ("all", "email", "sms" or an app key)."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (
+        UniqueConstraint("store_id", "channel", "value"),
+        Index("ix_suppressions_store_value", "store_id", "value"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(String(320))  # an email (lower case), an E.164 phone or an external id
+    reason: Mapped[str] = mapped_column(String(32))  # unsubscribed | bounced | complained | manual
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BulkOperation(Base):
+    """One operation over many actions: ids or a filter; run inline, or as a background job when large."""
+
+    __tablename__ = "bulk_operations"
+    __table_args__ = (Index("ix_bulk_operations_store", "store_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    operation: Mapped[str] = mapped_column(String(16))  # send_now | delay | cancel | restore | replay
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)  # ids or filter, and the operation's arguments
+    state: Mapped[str] = mapped_column(String(16), default="queued")  # queued | running | done | failed | undone
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)  # actions looked at so far
+    changed: Mapped[int] = mapped_column(Integer, default=0)  # actions the operation moved
+    created_by: Mapped[str] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    undo_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class AuditEntry(Base):
+    """A manual operation: who did what, when, to which action (or bulk operation)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_store", "store_id", "id"),
+        Index("ix_audit_log_action", "action_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    actor: Mapped[str] = mapped_column(String(200))  # "token 3 (name)" or "cli"
+    operation: Mapped[str] = mapped_column(String(32))
+    action_id: Mapped[int | None] = mapped_column(BigId)  # no foreign key: the record outlives the row
+    bulk_operation_id: Mapped[int | None] = mapped_column(BigId)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

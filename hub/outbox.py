@@ -41,6 +41,16 @@ CLAIMED_COLUMNS = (
     Action.attempt_count,
     Action.failure_count,
     Action.rate_limited_count,
+    # What the guards look at just before delivery (hub.guards.Subject).
+    Action.app,
+    Action.channel,
+    Action.event_type,
+    Action.event_name,
+    Action.target,
+    Action.customer_id,
+    Action.order_id,
+    Action.trigger,
+    Action.scheduled_at,
 )
 
 
@@ -153,12 +163,48 @@ def hold_integration(session: Session, integration_id: int, reason_code: str, re
     return result.rowcount  # type: ignore[attr-defined,no-any-return]
 
 
-def release_integration(session: Session, integration_id: int) -> int:
-    """Held actions go back to pending, due now (or at their own time if it is still ahead)."""
+def release_integration(session: Session, integration_id: int, policy: str = "all", hours: float | None = None) -> int:
+    """Held actions go back to pending when their integration resumes. Returns how many were released.
+
+    The catch-up policy says what happens to those that fell due while it waited: ``all`` are due now;
+    ``skip_older_than`` skips those due more than ``hours`` ago; ``spread`` spreads the overdue ones evenly
+    over the next ``hours``. Actions whose time is still ahead keep it.
+    """
     at = now()
+    held = (Action.integration_id == integration_id, Action.state == ActionState.HELD)
+    if policy == "skip_older_than" and hours:
+        session.execute(
+            update(Action)
+            .where(*held, Action.run_at < at - timedelta(hours=hours))
+            .values(
+                state=ActionState.SKIPPED,
+                reason_code="catch_up_skipped",
+                reason_text=f"due more than {hours:g} hours before the app resumed; skipped by the catch-up policy",
+                caused_by="merchant",
+                updated_at=at,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    spread = 0
+    if policy == "spread" and hours:
+        overdue = session.scalars(
+            select(Action.id).where(*held, Action.run_at <= at).order_by(Action.run_at, Action.id)
+        )
+        ids = list(overdue)
+        step = timedelta(hours=hours) / max(len(ids), 1)
+        for n, action_id in enumerate(ids):
+            spread += transition(
+                session,
+                action_id,
+                expected=ActionState.HELD,
+                state=ActionState.PENDING,
+                run_at=at + step * n,
+                reason_code="catch_up_spread",
+                reason_text=f"spread over {hours:g} hours after the app resumed",
+            )
     result = session.execute(
         update(Action)
-        .where(Action.integration_id == integration_id, Action.state == ActionState.HELD)
+        .where(*held)
         .values(
             state=ActionState.PENDING,
             run_at=case((Action.run_at < at, at), else_=Action.run_at),
@@ -168,4 +214,4 @@ def release_integration(session: Session, integration_id: int) -> int:
         )
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount  # type: ignore[attr-defined,no-any-return]
+    return result.rowcount + spread  # type: ignore[attr-defined,no-any-return]

@@ -50,20 +50,27 @@ def create_token(session: Session, store_id: int, name: str = "") -> tuple[ApiTo
 
 
 def authenticate(session: Session, token: str) -> Store | None:
+    found = identify(session, token)
+    return found[0] if found else None
+
+
+def identify(session: Session, token: str) -> tuple[Store, ApiToken] | None:
+    """The store a token belongs to, and the token's row (for naming who did what in the audit log)."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
     found = session.execute(
-        select(ApiToken.id, ApiToken.last_used_at, Store)
+        select(ApiToken, Store)
         .join(Store, Store.id == ApiToken.store_id)
         .where(ApiToken.token_hash == _hash(token), ApiToken.revoked_at.is_(None))
     ).first()
     if found is None:
         return None
+    row, store = found
     now = datetime.now(UTC)
-    if found.last_used_at is None or (now - found.last_used_at).total_seconds() > 60:
+    if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
         # Written at most once a minute per token, so a busy integration does not write on every call.
-        session.execute(update(ApiToken).where(ApiToken.id == found.id).values(last_used_at=now))
-    return found.Store  # type: ignore[no-any-return]
+        session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+    return store, row
 
 
 def event_name(store: Store, name: str) -> str:

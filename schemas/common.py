@@ -17,6 +17,7 @@ class ErrorDetail(ma.Schema):
         data_key="fields",
         metadata={"description": "Field errors: a path to the field, then its messages."},
     )
+    current_state = fields.String(metadata={"description": "On a 409: the state the action is in now."})
 
 
 class ErrorSchema(ma.Schema):

@@ -18,10 +18,32 @@ class IntegrationIn(ma.Schema):
     settings = fields.Dict(keys=fields.String(), load_default=dict)
 
 
+class CatchUp(ma.Schema):
+    """What happens to the actions that waited while an integration was paused or needed attention."""
+
+    policy = fields.String(
+        required=True,
+        validate=validate.OneOf(("all", "skip_older_than", "spread")),
+        metadata={
+            "description": "all: deliver everything now; skip_older_than: skip what was due more than `hours` ago; "
+            "spread: deliver what is overdue evenly over the next `hours`."
+        },
+    )
+    hours = fields.Float(validate=validate.Range(min=0.01, max=24 * 60))
+
+    @ma.validates_schema
+    def hours_when_needed(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("policy") in ("skip_older_than", "spread") and not data.get("hours"):
+            raise ma.ValidationError(f"The {data['policy']} policy needs hours.", field_name="hours")
+
+
 class IntegrationPatch(ma.Schema):
     credentials = fields.Dict(keys=fields.String())
     settings = fields.Dict(keys=fields.String())
     state = fields.String(validate=validate.OneOf(("connected", "paused")))
+    catch_up = fields.Nested(
+        CatchUp, metadata={"description": "When this change resumes the integration: how to catch up. Default: all."}
+    )
 
 
 class IntegrationOut(ma.Schema):

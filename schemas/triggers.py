@@ -10,7 +10,9 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-TRIGGER_TYPES = ("order.fulfilled", "order.delivered", "review.submitted")
+TRIGGER_TYPES = ("order.fulfilled", "order.delivered", "order.cancelled", "order.refunded", "review.submitted")
+# These start no flow of their own: they cancel what is still waiting for their order.
+ORDER_STOPPERS = ("order.cancelled", "order.refunded")
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 

@@ -1,0 +1,312 @@
+"""Guards: should this action go out? Evaluated when an action is scheduled and again just before delivery.
+
+Each guard has a stable reason code and a human text, and reports the value it looked at (so Explain can
+show it). A failed guard skips the action into Incomplete (caused by a rule); an integration that is paused or
+needs attention holds it instead. Guards are evaluated for a whole batch of actions with a fixed number of
+queries, since the worker runs them on every batch it delivers.
+
+What a connector declares (connectors.base.Capabilities) drives the app-specific guards: the identities it
+needs and its staleness window. The hub names no platform.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from connectors import registry
+from connectors.base import Capabilities
+from hub.models import Action, ActionState, Integration, IntegrationState, Suppression, Trigger
+from hub.outbox import now
+from schemas.triggers import ORDER_STOPPERS
+
+# Guards that judge the content (the customer, the order) apply to what flows create and to replays; a
+# merchant's own test and manual events only need a usable app and an identity it accepts.
+CONTENT_GUARDED_TRIGGERS = ("auto", "replay")
+# Actions that count as "the same thing sent already" for the duplicate guard.
+LIVE_STATES = (
+    ActionState.PENDING,
+    ActionState.HELD,
+    ActionState.QUEUED,
+    ActionState.SENDING,
+    ActionState.DELIVERED,
+)
+REVIEW_EVENT_TYPES = ("review_request",)
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    code: str  # the reason code an action gets when this guard stops it
+    passed: bool
+    text: str
+    value: Any = None
+    hold: bool = False  # stops it for now (held), not for good (skipped)
+
+
+@dataclass
+class Subject:
+    """What the guards look at of one action (an Action row, or a row of its columns)."""
+
+    key: Any  # the caller's handle for this action
+    store_id: int
+    integration_id: int | None
+    app: str | None
+    channel: str | None
+    event_type: str | None
+    event_name: str | None
+    target: dict[str, Any]
+    customer_id: int | None
+    order_id: str | None
+    trigger: str
+    scheduled_at: datetime
+    action_id: int | None = None
+    product_ids: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def of(cls, action: Any, key: Any = None) -> Subject:
+        payload = getattr(action, "payload", None) or {}
+        items = (payload.get("properties") or {}).get("items") or []
+        return cls(
+            key=action.id if key is None else key,
+            store_id=action.store_id,
+            integration_id=action.integration_id,
+            app=action.app,
+            channel=action.channel,
+            event_type=action.event_type,
+            event_name=action.event_name,
+            target=dict(action.target or {}),
+            customer_id=action.customer_id,
+            order_id=action.order_id,
+            trigger=action.trigger,
+            scheduled_at=action.scheduled_at,
+            action_id=action.id,
+            product_ids=tuple(str(i["product_id"]) for i in items if isinstance(i, dict) and i.get("product_id")),
+        )
+
+
+def capabilities_of(app: str | None) -> Capabilities | None:
+    if not app:
+        return None
+    try:
+        return registry.get(app).capabilities
+    except registry.UnknownConnector:
+        return None
+
+
+def _identities(target: dict[str, Any]) -> list[str]:
+    values = []
+    for name in ("email", "phone", "external_id"):
+        if target.get(name):
+            values.append(str(target[name]).lower() if name == "email" else str(target[name]))
+    return values
+
+
+def evaluate(
+    session: Session,
+    subjects: Sequence[Subject],
+    *,
+    at: datetime | None = None,
+    integrations: dict[int, Integration] | None = None,
+) -> dict[Any, list[GuardResult]]:
+    """Every guard's result for every subject, keyed by ``Subject.key``."""
+    if not subjects:
+        return {}
+    at = at or now()
+    store_ids = {s.store_id for s in subjects}
+    if integrations is None:
+        ids = {s.integration_id for s in subjects if s.integration_id}
+        integrations = (
+            {i.id: i for i in session.scalars(select(Integration).where(Integration.id.in_(ids)))} if ids else {}
+        )
+    content = [s for s in subjects if s.trigger in CONTENT_GUARDED_TRIGGERS]
+    suppressed = _suppressions(session, store_ids, content)
+    stopped = _stopped_orders(session, content)
+    reviewed = _reviewed_products(session, content)
+    duplicates = _duplicates(session, content)
+
+    results: dict[Any, list[GuardResult]] = {}
+    for s in subjects:
+        checks = [_integration(s, integrations.get(s.integration_id) if s.integration_id else None)]
+        caps = capabilities_of(s.app)
+        checks.append(_identity(s, caps))
+        if s.trigger in CONTENT_GUARDED_TRIGGERS:
+            checks.append(_suppression(s, suppressed))
+            checks.append(_order(s, stopped))
+            checks.append(_reviewed(s, reviewed))
+            checks.append(_stale(s, caps, at))
+            checks.append(_duplicate(s, duplicates))
+        results[s.key] = checks
+    return results
+
+
+def first_failure(results: Iterable[GuardResult]) -> GuardResult | None:
+    """The guard that decides: a hold wins over a skip (the app may come back and then the rest is judged)."""
+    failed = [r for r in results if not r.passed]
+    holds = [r for r in failed if r.hold]
+    decisive = holds or failed
+    return decisive[0] if decisive else None
+
+
+# -- the guards ------------------------------------------------------------------------------------
+
+
+def _integration(s: Subject, integration: Integration | None) -> GuardResult:
+    if s.app is None:  # a native message goes through no app
+        return GuardResult("integration_disconnected", True, "no app involved", None)
+    if integration is None or integration.state == IntegrationState.DISCONNECTED:
+        return GuardResult("integration_disconnected", False, f"{s.app} was disconnected", "disconnected")
+    if integration.state == IntegrationState.PAUSED:
+        return GuardResult("integration_paused", False, f"{s.app} is paused", integration.state, hold=True)
+    if integration.state == IntegrationState.NEEDS_ATTENTION:
+        return GuardResult(
+            "integration_needs_attention",
+            False,
+            f"{s.app} needs attention: {integration.last_error or 'its credentials were rejected'}",
+            integration.state,
+            hold=True,
+        )
+    return GuardResult("integration_disconnected", True, f"{s.app} is connected", integration.state)
+
+
+def _identity(s: Subject, caps: Capabilities | None) -> GuardResult:
+    needed = caps.identities if caps else ("email", "phone", "external_id")
+    present = sorted(k for k in needed if s.target.get(k))
+    if present:
+        return GuardResult("missing_identity", True, f"has {', '.join(present)}", present)
+    return GuardResult(
+        "missing_identity", False, f"{s.app} needs one of: {', '.join(needed)}; the customer has none", list(needed)
+    )
+
+
+def _suppression(s: Subject, suppressed: dict[tuple[int, str], list[Suppression]]) -> GuardResult:
+    channels = {"all", s.channel or "", s.app or ""} - {""}
+    for value in _identities(s.target):
+        for row in suppressed.get((s.store_id, value), []):
+            if row.channel in channels:
+                code = "unsubscribed" if row.reason == "unsubscribed" else "suppressed"
+                verb = "unsubscribed from" if code == "unsubscribed" else f"suppressed ({row.reason}) for"
+                where = "everything" if row.channel == "all" else row.channel
+                return GuardResult(code, False, f"{value} {verb} {where}", {"value": value, "channel": row.channel})
+    return GuardResult("suppressed", True, "not unsubscribed or suppressed", None)
+
+
+def _order(s: Subject, stopped: dict[tuple[int, str], str]) -> GuardResult:
+    kind = stopped.get((s.store_id, s.order_id)) if s.order_id else None
+    if kind:
+        word = kind.split(".")[1]
+        return GuardResult(f"order_{word}", False, f"order {s.order_id} was {word}", kind)
+    return GuardResult("order_cancelled", True, "order not cancelled or refunded" if s.order_id else "no order", None)
+
+
+def _reviewed(s: Subject, reviewed: dict[int, set[str]]) -> GuardResult:
+    if s.event_type not in REVIEW_EVENT_TYPES or not s.product_ids or not s.customer_id:
+        return GuardResult("already_reviewed", True, "not a review request", None)
+    done = reviewed.get(s.customer_id, set())
+    if all(p in done for p in s.product_ids):
+        return GuardResult(
+            "already_reviewed", False, "the customer already reviewed every product of the order", sorted(done)
+        )
+    return GuardResult("already_reviewed", True, "products not reviewed yet", sorted(done & set(s.product_ids)))
+
+
+def _stale(s: Subject, caps: Capabilities | None, at: datetime) -> GuardResult:
+    window = caps.staleness_seconds if caps else None
+    age = int((at - s.scheduled_at).total_seconds())
+    if window is None:
+        return GuardResult("stale", True, "the app takes events of any age", age)
+    if age > window:
+        return GuardResult(
+            "stale",
+            False,
+            f"due {timedelta(seconds=age)} ago; {s.app} ignores events older than {timedelta(seconds=window)}",
+            age,
+        )
+    return GuardResult("stale", True, f"within {s.app}'s window of {timedelta(seconds=window)}", age)
+
+
+def _duplicate(s: Subject, duplicates: dict[tuple[Any, ...], list[int]]) -> GuardResult:
+    others = [i for i in duplicates.get(_dedupe_key(s), []) if s.action_id is None or i < s.action_id]
+    if s.order_id and s.trigger == "auto" and others:
+        return GuardResult("duplicate", False, f"already sent for order {s.order_id} as action {others[0]}", others[0])
+    return GuardResult("duplicate", True, "no earlier action for this order", None)
+
+
+# -- batch lookups ---------------------------------------------------------------------------------
+
+
+def _suppressions(
+    session: Session, store_ids: set[int], subjects: Sequence[Subject]
+) -> dict[tuple[int, str], list[Suppression]]:
+    values = {v for s in subjects for v in _identities(s.target)}
+    found: dict[tuple[int, str], list[Suppression]] = defaultdict(list)
+    if values:
+        for row in session.scalars(
+            select(Suppression).where(Suppression.store_id.in_(store_ids), Suppression.value.in_(values))
+        ):
+            found[(row.store_id, row.value)].append(row)
+    return found
+
+
+def _stopped_orders(session: Session, subjects: Sequence[Subject]) -> dict[tuple[int, str], str]:
+    pairs = {(s.store_id, s.order_id) for s in subjects if s.order_id}
+    if not pairs:
+        return {}
+    rows = session.execute(
+        select(Trigger.store_id, Trigger.order_id, Trigger.type).where(
+            tuple_(Trigger.store_id, Trigger.order_id).in_(pairs), Trigger.type.in_(ORDER_STOPPERS)
+        )
+    ).all()
+    return {(r.store_id, r.order_id): r.type for r in rows}
+
+
+def _reviewed_products(session: Session, subjects: Sequence[Subject]) -> dict[int, set[str]]:
+    customers = {s.customer_id for s in subjects if s.customer_id and s.event_type in REVIEW_EVENT_TYPES}
+    found: dict[int, set[str]] = defaultdict(set)
+    if customers:
+        rows = session.execute(
+            select(Trigger.customer_id, Trigger.payload).where(
+                Trigger.customer_id.in_(customers), Trigger.type == "review.submitted"
+            )
+        ).all()
+        for customer_id, payload in rows:
+            product = ((payload or {}).get("review") or {}).get("product_id")
+            if product:
+                found[customer_id].add(str(product))
+    return found
+
+
+def _dedupe_key(s: Subject) -> tuple[Any, ...]:
+    return (s.store_id, s.order_id, s.customer_id, s.app, s.channel, s.event_name)
+
+
+def _duplicates(session: Session, subjects: Sequence[Subject]) -> dict[tuple[Any, ...], list[int]]:
+    pairs = {(s.store_id, s.order_id) for s in subjects if s.order_id}
+    found: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    if not pairs:
+        return found
+    rows = session.execute(
+        select(
+            Action.id,
+            Action.store_id,
+            Action.order_id,
+            Action.customer_id,
+            Action.app,
+            Action.channel,
+            Action.event_name,
+        )
+        .where(
+            tuple_(Action.store_id, Action.order_id).in_(pairs),
+            Action.state.in_(LIVE_STATES),
+            Action.trigger == "auto",
+        )
+        .order_by(Action.id)
+    ).all()
+    for r in rows:
+        found[(r.store_id, r.order_id, r.customer_id, r.app, r.channel, r.event_name)].append(r.id)
+    return found
