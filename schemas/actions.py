@@ -5,11 +5,9 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from schemas.common import PageQuery
+from schemas.filters import KINDS, STATES, TRIGGERS, ActionFilterQuery
 
-STATES = ("pending", "held", "queued", "sending", "delivered", "cancelled", "skipped", "failed")
-KINDS = ("event", "message")
-TRIGGERS = ("auto", "manual", "test", "replay")
+__all__ = ["KINDS", "STATES", "TRIGGERS"]
 
 
 class AttemptOut(ma.Schema):
@@ -46,6 +44,8 @@ class ActionOut(ma.Schema):
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
     delivered_at = fields.AwareDateTime(allow_none=True)
+    order_id = fields.String(allow_none=True)
+    caused_by = fields.String(allow_none=True, metadata={"description": "Who took it out of the Queue."})
 
 
 class ActionDetailOut(ActionOut):
@@ -53,11 +53,8 @@ class ActionDetailOut(ActionOut):
     attempt_list = fields.List(fields.Nested(AttemptOut), data_key="attempt_log")
 
 
-class ActionsQuery(PageQuery):
-    state = fields.String(validate=validate.OneOf(STATES))
-    kind = fields.String(validate=validate.OneOf(KINDS))
-    app = fields.String(validate=validate.Length(min=1, max=64))
-    trigger = fields.String(validate=validate.OneOf(TRIGGERS))
+class ActionsQuery(ActionFilterQuery):
+    """Actions of every state, through the shared filter."""
 
 
 class ActionList(ma.Schema):
@@ -82,12 +79,11 @@ class EventRowOut(ma.Schema):
     attempts = fields.Integer()
     last_status = fields.Integer(allow_none=True)
     reason_text = fields.String(allow_none=True)
+    next_attempt_at = fields.AwareDateTime(allow_none=True, metadata={"description": "When retrying: the next try."})
 
 
-class EventsQuery(PageQuery):
+class EventsQuery(ActionFilterQuery):
     status = fields.String(validate=validate.OneOf(("sending", "retrying", "delivered", "failed")))
-    app = fields.String(validate=validate.Length(min=1, max=64))
-    trigger = fields.String(validate=validate.OneOf(TRIGGERS))
 
 
 class EventPage(ma.Schema):
@@ -102,3 +98,6 @@ class TriggerOut(ma.Schema):
         metadata={"description": "True when this trigger was seen before: nothing new was created."}
     )
     actions = fields.List(fields.Nested(ActionOut))
+    cancelled = fields.Integer(
+        metadata={"description": "Waiting actions of the order that this trigger cancelled (order.cancelled/refunded)."}
+    )

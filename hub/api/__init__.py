@@ -10,9 +10,10 @@ from flask_smorest import Api
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
-from hub import stores
+from hub import audit, stores
 from hub.integrations import IntegrationError
 from hub.models import Store
+from hub.operations import OperationError
 from hub.runtime import Runtime
 from schemas.common import ErrorSchema
 
@@ -38,7 +39,7 @@ def flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     flat: dict[str, list[str]] = {}
     if isinstance(messages, dict):
         for key, value in messages.items():
-            if not prefix and key in ("json", "query", "form", "headers"):
+            if not prefix and key in ("json", "query", "form", "files", "headers"):
                 path = ""  # where webargs found it; the field path says enough
             elif key == "_schema":
                 path = prefix
@@ -56,11 +57,12 @@ def flatten(messages: Any, prefix: str = "") -> dict[str, list[str]]:
 
 
 def error_response(
-    status: int, message: str, fields: dict[str, Any] | None = None, code: str | None = None
+    status: int, message: str, fields: dict[str, Any] | None = None, code: str | None = None, **extra: Any
 ) -> tuple[dict[str, Any], int]:
     detail: dict[str, Any] = {"status": status, "code": code or CODES.get(status, "error"), "message": message}
     if fields:
         detail["fields"] = fields
+    detail.update({k: v for k, v in extra.items() if v is not None})
     return {"error": detail}, status
 
 
@@ -85,7 +87,7 @@ class HubApi(Api):
         )
         if fields and status == 400 and "_body" in fields:
             message = "; ".join(fields["_body"])
-        return (*error_response(status, message, fields), headers)
+        return (*error_response(status, message, fields, current_state=data.get("current_state")), headers)
 
 
 def runtime() -> Runtime:
@@ -102,17 +104,22 @@ def current_store() -> Store:
     return g.store  # type: ignore[no-any-return]
 
 
+def current_actor() -> str:
+    """Who is calling, as the audit log names them: the API token's id and name."""
+    return g.actor  # type: ignore[no-any-return]
+
+
 def authenticate() -> tuple[dict[str, Any], int] | None:
     """before_request for API blueprints: a valid bearer token selects the store every query is scoped by."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return error_response(401, "Send an API token: Authorization: Bearer <token>.")
     session = db_session()
-    store = stores.authenticate(session, token.strip())
-    if store is None:
+    found = stores.identify(session, token.strip())
+    if found is None:
         return error_response(401, "The API token is not valid (or was revoked).")
     session.commit()
-    g.store = store
+    g.store, g.actor = found[0], audit.token_actor(found[1])
     return None
 
 
@@ -134,14 +141,20 @@ def init_app(app: Flask) -> HubApi:
             "security": [{"bearer": []}],
         },
     )
-    from hub.api import actions, integrations, triggers
+    from hub.api import actions, bulk, customers, integrations, outbox, reports, triggers
 
-    for module in (triggers, integrations, actions):
+    for module in (triggers, integrations, actions, reports, outbox, bulk, customers):
         api.register_blueprint(module.blp, url_prefix="/api/v1")
 
     @app.errorhandler(IntegrationError)
     def on_integration_error(error: IntegrationError):  # type: ignore[no-untyped-def]
         return error_response(error.status, error.message, flatten(error.fields) or None, error.code)
+
+    @app.errorhandler(OperationError)
+    def on_operation_error(error: OperationError):  # type: ignore[no-untyped-def]
+        return error_response(
+            error.status, error.message, flatten(error.fields) or None, current_state=error.current_state
+        )
 
     @app.teardown_appcontext
     def close_session(_exc: BaseException | None) -> None:

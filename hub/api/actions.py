@@ -8,6 +8,7 @@ from flask_smorest import Blueprint, abort
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import defer
 
+from hub import queries
 from hub.api import authenticate, current_store, db_session
 from hub.models import Action, Attempt
 from schemas.actions import ActionDetailOut, ActionPage, ActionsQuery, EventPage, EventsQuery
@@ -43,11 +44,8 @@ def page(statement: Select[tuple[Action]], query: dict[str, Any]) -> tuple[list[
 @blp.arguments(ActionsQuery, location="query")
 @blp.response(200, ActionPage)
 def list_actions(query: dict[str, Any]) -> Any:
-    """Actions of every state, newest first; filter by state, kind, app and trigger."""
-    statement = select(Action).where(Action.store_id == current_store().id)
-    for name in ("state", "kind", "app", "trigger"):
-        if query.get(name):
-            statement = statement.where(getattr(Action, name) == query[name])
+    """Actions of every state, newest first, through the shared filter."""
+    statement = queries.actions(current_store().id, query)
     rows, cursor = page(statement, query)
     return {"data": rows, "next_cursor": cursor}
 
@@ -75,18 +73,13 @@ def get_action(action_id: int) -> Any:
 @blp.response(200, EventPage)
 def list_events(query: dict[str, Any]) -> Any:
     """Sent → Events: integration events that were sent or settled, newest first."""
-    statement = select(Action).where(
-        Action.store_id == current_store().id,
-        Action.kind == "event",
-        or_(Action.state.in_(SENT_STATES), Action.attempt_count > 0),
+    statement = queries.actions(current_store().id, {**query, "kind": "event"}).where(
+        or_(Action.state.in_(SENT_STATES), Action.attempt_count > 0)
     )
     if query.get("status") == "retrying":
         statement = statement.where(Action.state.in_(("pending", "queued")), Action.attempt_count > 0)
     elif query.get("status"):
         statement = statement.where(Action.state == query["status"])
-    for name in ("app", "trigger"):
-        if query.get(name):
-            statement = statement.where(getattr(Action, name) == query[name])
     rows, cursor = page(statement, query)
     data = [
         {
@@ -100,6 +93,7 @@ def list_events(query: dict[str, Any]) -> Any:
             "attempts": a.attempt_count,
             "last_status": a.last_status,
             "reason_text": a.reason_text,
+            "next_attempt_at": a.run_at if event_status(a) == "retrying" else None,
         }
         for a in rows
     ]

@@ -45,5 +45,6 @@ def post_trigger(data: dict[str, Any]) -> Any:
         "type": result.trigger.type,
         "duplicate": result.duplicate,
         "actions": result.actions,
+        "cancelled": result.cancelled,
     }
     return body, (200 if result.duplicate else 202)

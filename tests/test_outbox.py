@@ -1,0 +1,330 @@
+"""Steering the outbox: the Queue and Incomplete views, the shared filter, and operations on one action."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import responses
+from sqlalchemy import select, update
+
+from hub.models import Action
+from hub.runtime import Runtime
+from tests.conftest import Api, make_tenant, run_worker
+from tests.test_delivery import HOOK_URL, connect_webhook, deliver_round
+
+NOW = datetime.now(UTC)
+
+
+def order(order_id: str = "1001", email: str = "ada@example.com", **overrides: Any) -> dict[str, Any]:
+    trigger = {
+        "type": "order.fulfilled",
+        "customer": {"email": email, "first_name": "Ada"},
+        "order": {"id": order_id, "items": [{"product_id": "p-1", "name": "Linen Shirt"}]},
+    }
+    trigger.update(overrides)
+    return trigger
+
+
+def review(review_id: str = "r-1", email: str = "ada@example.com", product_id: str = "p-1") -> dict[str, Any]:
+    return {
+        "type": "review.submitted",
+        "customer": {"email": email},
+        "review": {"id": review_id, "product_id": product_id, "rating": 5},
+    }
+
+
+def sandbox(api: Api) -> None:
+    assert api.post("/api/v1/integrations", json={"app": "sandbox"}).status_code == 201
+
+
+def pending_action(api: Api, order_id: str = "1001", email: str = "ada@example.com") -> dict[str, Any]:
+    created = api.post("/api/v1/triggers", json=order(order_id, email))
+    assert created.status_code == 202, created.json
+    [action] = created.json["actions"]
+    return action  # type: ignore[no-any-return]
+
+
+def set_state(rt: Runtime, action_id: int, **values: Any) -> None:
+    with rt.db.transaction() as session:
+        session.execute(update(Action).where(Action.id == action_id).values(**values))
+
+
+def assert_conflict(answer: Any, state: str) -> None:
+    assert answer.status_code == 409, answer.json
+    assert answer.json["error"]["current_state"] == state
+    assert state in answer.json["error"]["message"]
+
+
+# -- views -----------------------------------------------------------------------------------------
+
+
+def test_the_queue_shows_pending_and_held_actions_soonest_first_with_flow_recipient_and_schedule(
+    api: Api, rt: Runtime
+) -> None:
+    sandbox(api)
+    later = pending_action(api, "1001", "ada@example.com")
+    sooner = api.post("/api/v1/triggers", json=review()).json["actions"][0]
+    cancelled = pending_action(api, "1002", "bob@example.com")
+    api.post(f"/api/v1/actions/{cancelled['id']}/cancel", json={})
+    set_state(rt, later["id"], state="held", reason_code="integration_paused", reason_text="sandbox is paused")
+
+    rows = api.get("/api/v1/queue").json["data"]
+    assert [r["id"] for r in rows] == [sooner["id"], later["id"]]
+    held = rows[1]
+    assert held["state"] == "held" and held["reason_code"] == "integration_paused"
+    assert held["flow"] == "Post-purchase review request" and held["event_name"] == "Acme - Review Request"
+    assert held["target"] == {"email": "ada@example.com"} and held["app"] == "sandbox" and held["order_id"] == "1001"
+    assert datetime.fromisoformat(held["run_at"]) > NOW + timedelta(days=13)
+
+
+def test_queue_pages_are_stable_while_new_actions_arrive(api: Api) -> None:
+    sandbox(api)
+    ids = [pending_action(api, str(n), f"c{n}@example.com")["id"] for n in range(5)]
+    first = api.get("/api/v1/queue", query_string={"limit": 2}).json
+    assert [r["id"] for r in first["data"]] == ids[:2]
+    pending_action(api, "99", "late@example.com")  # arrives between pages, due last
+    second = api.get("/api/v1/queue", query_string={"limit": 2, "cursor": first["next_cursor"]}).json
+    assert [r["id"] for r in second["data"]] == ids[2:4]
+
+
+def test_incomplete_shows_cancelled_skipped_and_failed_with_reason_and_who_caused_it(api: Api, rt: Runtime) -> None:
+    sandbox(api)
+    cancelled = pending_action(api, "1")
+    failed = pending_action(api, "2", "bob@example.com")
+    pending_action(api, "3", "cy@example.com")
+    api.post(f"/api/v1/actions/{cancelled['id']}/cancel", json={"reason": "customer asked"})
+    set_state(rt, failed["id"], state="failed", reason_code="rejected", reason_text="HTTP 400", caused_by="system")
+
+    rows = {r["id"]: r for r in api.get("/api/v1/incomplete").json["data"]}
+    assert set(rows) == {cancelled["id"], failed["id"]}
+    assert (rows[cancelled["id"]]["reason_text"], rows[cancelled["id"]]["caused_by"]) == ("customer asked", "merchant")
+    assert rows[failed["id"]]["caused_by"] == "system"
+    only = api.get("/api/v1/incomplete", query_string={"caused_by": "merchant"}).json["data"]
+    assert [r["id"] for r in only] == [cancelled["id"]]
+
+
+def test_the_shared_filter_searches_recipient_order_and_event_and_narrows_by_trigger_and_date(api: Api) -> None:
+    sandbox(api)
+    ada = pending_action(api, "A-17", "ada@example.com")
+    bob = pending_action(api, "B-22", "bob@example.com")
+    rev = api.post("/api/v1/triggers", json=review(email="cy@example.com")).json["actions"][0]
+
+    def ids(**query: Any) -> set[int]:
+        answer = api.get("/api/v1/actions", query_string=query)
+        assert answer.status_code == 200, answer.json
+        return {r["id"] for r in answer.json["data"]}
+
+    assert ids(q="ADA@") == {ada["id"]}
+    assert ids(q="b-2") == {bob["id"]}
+    assert ids(q="review submitted") == {rev["id"]}
+    assert ids(q="100%_") == set()
+    assert ids(trigger_type="review.submitted") == {rev["id"]}
+    assert ids(state="pending,held") == {ada["id"], bob["id"], rev["id"]}
+    assert ids(order_id="A-17", app="sandbox", kind="event") == {ada["id"]}
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    assert ids(**{"from": tomorrow}) == set()
+    assert ids(**{"from": tomorrow, "date_by": "scheduled"}) == {ada["id"], bob["id"]}
+    assert ids(flow=ada["flow_id"]) == {ada["id"], bob["id"]}
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "field"),
+    [
+        ("/api/v1/queue", {"state": "delivered"}, "state"),
+        ("/api/v1/incomplete", {"state": "pending"}, "state"),
+        ("/api/v1/actions", {"state": "pending,lost"}, "state"),
+        ("/api/v1/actions", {"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "to"),
+        ("/api/v1/actions", {"from": "last week"}, "from"),
+        ("/api/v1/actions", {"flow": "abc"}, "flow"),
+        ("/api/v1/actions", {"date_by": "birthday"}, "date_by"),
+        ("/api/v1/actions", {"trigger_type": "order.shipped"}, "trigger_type"),
+        ("/api/v1/queue", {"cursor": "nonsense"}, "cursor"),
+        ("/api/v1/incomplete", {"caused_by": "ghosts"}, "caused_by"),
+        ("/api/v1/audit", {"limit": "0"}, "limit"),
+    ],
+)
+def test_invalid_filters_on_the_outbox_views_are_422s(api: Api, path: str, query: dict[str, str], field: str) -> None:
+    answer = api.get(path, query_string=query)
+    assert answer.status_code == 422, answer.json
+    assert field in answer.json["error"]["fields"]
+
+
+# -- operations on one action ----------------------------------------------------------------------
+
+
+def test_cancel_takes_a_pending_action_out_of_the_queue_with_a_reason_and_records_who(api: Api, rt: Runtime) -> None:
+    sandbox(api)
+    action = pending_action(api)
+    answer = api.post(f"/api/v1/actions/{action['id']}/cancel", json={"reason": "order lost in transit"})
+    assert answer.status_code == 200, answer.json
+    assert (answer.json["state"], answer.json["reason_text"], answer.json["caused_by"]) == (
+        "cancelled",
+        "order lost in transit",
+        "merchant",
+    )
+    [entry] = api.get(f"/api/v1/actions/{action['id']}/audit").json["data"]
+    assert entry["operation"] == "cancel" and entry["actor"].endswith("(tests)") and entry["actor"].startswith("token")
+    assert entry["details"] == {"reason": "order lost in transit"}
+    assert api.get("/api/v1/audit").json["data"][0]["action_id"] == action["id"]
+
+
+def test_cancel_needs_no_body(api: Api) -> None:
+    sandbox(api)
+    action = pending_action(api)
+    answer = api.post(f"/api/v1/actions/{action['id']}/cancel")
+    assert answer.status_code == 200 and answer.json["reason_text"] == "cancelled by the merchant"
+
+
+@pytest.mark.parametrize("state", ["queued", "sending", "delivered", "failed", "skipped"])
+def test_an_action_that_left_the_queue_cannot_be_cancelled_delayed_or_sent_now(
+    api: Api, rt: Runtime, state: str
+) -> None:
+    sandbox(api)
+    action = pending_action(api)
+    set_state(rt, action["id"], state=state)
+    for operation, body in (("cancel", {}), ("delay", {"days": 1}), ("send-now", None)):
+        answer = api.post(f"/api/v1/actions/{action['id']}/{operation}", json=body)
+        assert_conflict(answer, state)
+    assert api.get(f"/api/v1/actions/{action['id']}").json["state"] == state
+    assert api.get(f"/api/v1/actions/{action['id']}/audit").json["data"] == []
+
+
+@pytest.mark.parametrize("operation", ["cancel", "delay", "send-now", "restore", "replay", "audit", "explain"])
+def test_another_stores_action_and_unknown_ids_are_404s(api: Api, rt: Runtime, operation: str) -> None:
+    sandbox(api)
+    theirs = pending_action(api)
+    other = Api(api.client, make_tenant(rt, "Other"))
+    method = "get" if operation in ("audit", "explain") else "post"
+    body = {"days": 1} if operation == "delay" else {}
+    for action_id in (theirs["id"], 999999, 2**70):
+        answer = getattr(other, method)(f"/api/v1/actions/{action_id}/{operation}", json=body)
+        assert answer.status_code == 404, (operation, answer.json)
+        assert answer.json["error"]["code"] == "not_found"
+    assert api.get(f"/api/v1/actions/{theirs['id']}").json["state"] == "pending"
+
+
+def test_delay_moves_an_action_by_days_or_to_a_time(api: Api) -> None:
+    sandbox(api)
+    action = pending_action(api)
+    before = datetime.fromisoformat(action["run_at"])
+    moved = api.post(f"/api/v1/actions/{action['id']}/delay", json={"days": 3}).json
+    assert datetime.fromisoformat(moved["run_at"]) == before + timedelta(days=3)
+    assert moved["reason_code"] == "delayed" and moved["state"] == "pending"
+    until = (datetime.now(UTC) + timedelta(hours=5)).replace(microsecond=0)
+    moved = api.post(f"/api/v1/actions/{action['id']}/delay", json={"until": until.isoformat()}).json
+    assert datetime.fromisoformat(moved["run_at"]) == until
+    assert [e["operation"] for e in api.get(f"/api/v1/actions/{action['id']}/audit").json["data"]] == ["delay"] * 2
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "_body"),
+        ({"days": 1, "until": "2030-01-01T00:00:00Z"}, "_body"),
+        ({"days": 0}, "days"),
+        ({"days": "soon"}, "days"),
+        ({"until": "2001-01-01T00:00:00Z"}, "until"),
+    ],
+)
+def test_a_bad_delay_is_a_422_and_changes_nothing(api: Api, body: dict[str, Any], field: str) -> None:
+    sandbox(api)
+    action = pending_action(api)
+    answer = api.post(f"/api/v1/actions/{action['id']}/delay", json=body)
+    assert answer.status_code == 422, answer.json
+    assert field in answer.json["error"]["fields"]
+    assert api.get(f"/api/v1/actions/{action['id']}").json["run_at"] == action["run_at"]
+
+
+def test_restore_puts_a_cancelled_action_back_while_its_time_has_not_passed(api: Api, rt: Runtime) -> None:
+    sandbox(api)
+    action = pending_action(api)
+    api.post(f"/api/v1/actions/{action['id']}/cancel", json={})
+    restored = api.post(f"/api/v1/actions/{action['id']}/restore")
+    assert restored.status_code == 200, restored.json
+    assert (restored.json["state"], restored.json["reason_code"], restored.json["caused_by"]) == ("pending", None, None)
+    assert_conflict(api.post(f"/api/v1/actions/{action['id']}/restore"), "pending")
+
+    api.post(f"/api/v1/actions/{action['id']}/cancel", json={})
+    set_state(rt, action["id"], run_at=datetime.now(UTC) - timedelta(minutes=1))
+    late = api.post(f"/api/v1/actions/{action['id']}/restore")
+    assert_conflict(late, "cancelled")
+    assert "time has passed" in late.json["error"]["message"]
+
+
+def test_restoring_into_a_paused_app_holds_the_action(api: Api) -> None:
+    sandbox(api)
+    action = pending_action(api)
+    api.post(f"/api/v1/actions/{action['id']}/cancel", json={})
+    api.patch("/api/v1/integrations/sandbox", json={"state": "paused"})
+    restored = api.post(f"/api/v1/actions/{action['id']}/restore").json
+    assert (restored["state"], restored["reason_code"]) == ("held", "integration_paused")
+
+
+def test_send_now_delivers_a_pending_action_without_waiting_for_its_time(
+    api: Api, rt: Runtime, live_server: str
+) -> None:
+    sandbox(api)
+    action = pending_action(api)
+    answer = api.post(f"/api/v1/actions/{action['id']}/send-now")
+    assert answer.status_code == 202 and answer.json["state"] == "queued"
+    run_worker(rt)  # no dispatcher round: it went to the front of the queue
+    assert api.get(f"/api/v1/actions/{action['id']}").json["state"] == "delivered"
+    assert [e["operation"] for e in api.get(f"/api/v1/actions/{action['id']}/audit").json["data"]] == ["send_now"]
+
+
+@responses.activate
+def test_replay_sends_a_failed_event_again_with_the_same_idempotency_key(api: Api, rt: Runtime) -> None:
+    connect_webhook(api)
+    responses.post(HOOK_URL, status=400, json={"error": "nope"})
+    responses.post(HOOK_URL, status=202)
+    action = api.post("/api/v1/triggers", json=review()).json["actions"][0]
+    deliver_round(rt)
+    assert api.get(f"/api/v1/actions/{action['id']}").json["state"] == "failed"
+
+    replayed = api.post(f"/api/v1/actions/{action['id']}/replay", json={})
+    assert replayed.status_code == 202 and replayed.json["id"] == action["id"]
+    run_worker(rt)
+    detail = api.get(f"/api/v1/actions/{action['id']}").json
+    assert detail["state"] == "delivered"
+    assert [a["http_status"] for a in detail["attempt_log"]] == [400, 202]
+    keys = {call.request.headers["webhook-id"] for call in responses.calls}
+    assert keys == {detail["idempotency_key"]}
+
+
+@responses.activate
+def test_replay_with_a_new_key_sends_a_new_action_and_keeps_the_original(api: Api, rt: Runtime) -> None:
+    connect_webhook(api)
+    responses.post(HOOK_URL, status=202)
+    action = api.post("/api/v1/triggers", json=review()).json["actions"][0]
+    deliver_round(rt)
+    replayed = api.post(f"/api/v1/actions/{action['id']}/replay", json={"new_key": True})
+    assert replayed.status_code == 202, replayed.json
+    copy = replayed.json
+    assert copy["id"] != action["id"] and copy["trigger"] == "replay"
+    assert copy["idempotency_key"] != action["idempotency_key"]
+    run_worker(rt)
+    assert api.get(f"/api/v1/actions/{copy['id']}").json["state"] == "delivered"
+    assert [c.request.headers["webhook-id"] for c in responses.calls] == [
+        action["idempotency_key"],
+        copy["idempotency_key"],
+    ]
+    [entry] = api.get(f"/api/v1/actions/{action['id']}/audit").json["data"]
+    assert entry["details"]["new_action_ids"] == [copy["id"]]
+
+
+def test_a_pending_action_cannot_be_replayed_or_restored(api: Api) -> None:
+    sandbox(api)
+    action = pending_action(api)
+    assert_conflict(api.post(f"/api/v1/actions/{action['id']}/replay", json={}), "pending")
+    assert_conflict(api.post(f"/api/v1/actions/{action['id']}/restore"), "pending")
+
+
+def test_a_bad_replay_body_is_a_422(api: Api, rt: Runtime) -> None:
+    sandbox(api)
+    action = pending_action(api)
+    answer = api.post(f"/api/v1/actions/{action['id']}/replay", json={"new_key": "maybe"})
+    assert answer.status_code == 422 and "new_key" in answer.json["error"]["fields"]
+    with rt.db.session() as session:
+        assert session.scalars(select(Action.state)).all() == ["pending"]
