@@ -125,7 +125,8 @@ def _sample_triggers() -> list[dict[str, Any]]:
     triggers.append(
         {
             "type": "review.submitted",
-            "customer": {"email": "ada@example.com"},
+            # Not Ada: her review of p-1 would (rightly) skip her own review request as already reviewed.
+            "customer": {"email": "katherine@example.com", "first_name": "Katherine"},
             "review": {"id": "r-1", "product_id": "p-1", "rating": 5, "title": "Lovely"},
         }
     )
