@@ -28,6 +28,7 @@ def friendly(func: F) -> F:
 
         from hub.embedded_redis import EmbeddedRedisError
         from hub.integrations import IntegrationError
+        from hub.operations import OperationError
 
         try:
             return func(*args, **kwargs)
@@ -38,6 +39,9 @@ def friendly(func: F) -> F:
         except (RedisConnectionError, EmbeddedRedisError) as error:
             raise click.ClickException(f"redis: {error}") from None
         except IntegrationError as error:
+            details = _messages(error.fields) if error.fields else ""
+            raise click.ClickException(error.message + (f" ({details})" if details else "")) from None
+        except OperationError as error:
             details = _messages(error.fields) if error.fields else ""
             raise click.ClickException(error.message + (f" ({details})" if details else "")) from None
 
@@ -262,6 +266,288 @@ def _show_outcome(rt: Runtime, action_id: int, wait: float) -> None:
         raise SystemExit(1)
     if action.state in ("failed", "skipped"):
         raise SystemExit(1)
+
+
+# -- outbox -----------------------------------------------------------------------------------------
+
+
+@main.group()
+def outbox() -> None:
+    """Steer the outbox: list, send now, delay, cancel, restore, replay, explain, bulk operations, audit.
+
+    Every operation is recorded in the audit log as done by "cli".
+    """
+
+
+store_option = click.option("--store", "store_id", type=int, required=True, help="Store id.")
+
+
+def _store(session: Any, store_id: int) -> Any:
+    from hub.models import Store
+
+    store = session.get(Store, store_id)
+    if store is None:
+        raise click.ClickException(f"no store {store_id}")
+    return store
+
+
+def _load(schema: Any, data: dict[str, Any]) -> dict[str, Any]:
+    import marshmallow as ma
+
+    try:
+        return dict(schema.load(data))
+    except ma.ValidationError as error:
+        raise click.UsageError(_messages(error.messages)) from None
+
+
+def _filter(pairs: tuple[str, ...]) -> dict[str, Any]:
+    from schemas.filters import ActionFilter
+
+    raw: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r}: use name=value, e.g. state=pending", param_hint="--filter")
+        raw[key.strip()] = value.strip()
+    return _load(ActionFilter(), raw)
+
+
+def _row(action: Any) -> str:
+    target = action.target or {}
+    who = target.get("email") or target.get("phone") or target.get("external_id") or "-"
+    reason = f"  {action.reason_code}" if action.reason_code else ""
+    return (
+        f"{action.id:>8}  {action.state:<9} {action.run_at:%Y-%m-%d %H:%M}  {action.app or action.channel or '-':<12} "
+        f"{(action.event_name or '-')[:32]:<32} {who}{reason}"
+    )
+
+
+@outbox.command("list")
+@store_option
+@click.option("--view", type=click.Choice(["queue", "incomplete", "all"]), default="queue", show_default=True)
+@click.option("--filter", "filters", multiple=True, help="name=value, as the API's filter (repeatable).")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@friendly
+def outbox_list(store_id: int, view: str, filters: tuple[str, ...], limit: int) -> None:
+    """List actions: the Queue (soonest first), Incomplete, or all (newest first)."""
+    from hub import queries
+    from hub.models import Action
+
+    f = _filter(filters)
+    if view != "all" and not f.get("state"):
+        f["state"] = ["pending", "held"] if view == "queue" else ["cancelled", "skipped", "failed"]
+    with runtime().db.session() as session:
+        _store(session, store_id)
+        statement = queries.actions(store_id, f)
+        order = (Action.run_at, Action.id) if view == "queue" else (Action.id.desc(),)
+        for action in session.scalars(statement.order_by(*order).limit(limit)):
+            click.echo(_row(action))
+
+
+def _operate(store_id: int, action_id: int, operation: str, params: dict[str, Any]) -> None:
+    from hub import audit, operations
+
+    rt = runtime()
+    with rt.db.session() as session:
+        _store(session, store_id)
+        action = operations.operate(rt, session, store_id, action_id, operation, params, audit.CLI)
+        click.echo(f"action {action.id}: {action.state}" + (f" ({action.reason_text})" if action.reason_text else ""))
+
+
+@outbox.command("send-now")
+@store_option
+@click.argument("action_id", type=int)
+@friendly
+def outbox_send_now(store_id: int, action_id: int) -> None:
+    """Send a pending or held action now."""
+    _operate(store_id, action_id, "send_now", {})
+
+
+@outbox.command("delay")
+@store_option
+@click.argument("action_id", type=int)
+@click.option("--days", type=int, default=None, help="Move it by N days.")
+@click.option("--until", default=None, help="Or move it to this time (ISO 8601, UTC when no offset).")
+@friendly
+def outbox_delay(store_id: int, action_id: int, days: int | None, until: str | None) -> None:
+    """Delay a pending or held action."""
+    from schemas.outbox import DelayIn
+
+    raw = {k: v for k, v in (("days", days), ("until", until)) if v is not None}
+    _operate(store_id, action_id, "delay", _load(DelayIn(), raw))
+
+
+@outbox.command("cancel")
+@store_option
+@click.argument("action_id", type=int)
+@click.option("--reason", default=None)
+@friendly
+def outbox_cancel(store_id: int, action_id: int, reason: str | None) -> None:
+    """Cancel a pending or held action."""
+    _operate(store_id, action_id, "cancel", {"reason": reason})
+
+
+@outbox.command("restore")
+@store_option
+@click.argument("action_id", type=int)
+@friendly
+def outbox_restore(store_id: int, action_id: int) -> None:
+    """Put a cancelled action back in the Queue, while its time has not passed."""
+    _operate(store_id, action_id, "restore", {})
+
+
+@outbox.command("replay")
+@store_option
+@click.argument("action_id", type=int)
+@click.option("--new-key", is_flag=True, help="Send as a new action with a new idempotency key.")
+@friendly
+def outbox_replay(store_id: int, action_id: int, new_key: bool) -> None:
+    """Send a failed, skipped or delivered action again."""
+    _operate(store_id, action_id, "replay", {"new_key": new_key})
+
+
+@outbox.command("explain")
+@store_option
+@click.argument("action_id", type=int)
+@friendly
+def outbox_explain(store_id: int, action_id: int) -> None:
+    """Why an action is where it is: guards, timing, attempts, operations."""
+    from hub import explain, operations
+
+    rt = runtime()
+    with rt.db.session() as session:
+        _store(session, store_id)
+        found = explain.explain(rt, session, operations.find(session, store_id, action_id))
+    click.echo(f"action {found['id']}: {found['state']}. {found['summary']}")
+    for g in found["guards"]:
+        click.echo(f"  {'ok  ' if g['passed'] else 'STOP'} {g['code']:<28} {g['text']}")
+    timing = found["timing"]
+    click.echo(
+        f"  trigger at {timing['trigger_time']}, delay {timing['delay_seconds']} s, run at {timing['run_at']}, "
+        f"{timing['failures']} failures, {timing['retries_left']} retries left"
+    )
+    for attempt in found["attempts"]:
+        click.echo(
+            f"  attempt {attempt.number}: {attempt.outcome} HTTP {attempt.http_status} in {attempt.duration_ms} ms"
+        )
+    for entry in found["audit"]:
+        click.echo(f"  {entry.created_at:%Y-%m-%d %H:%M:%S} {entry.operation} by {entry.actor}")
+
+
+@outbox.command("bulk")
+@store_option
+@click.argument("operation", type=click.Choice(["send_now", "delay", "cancel", "restore", "replay"]))
+@click.option("--ids", default=None, help="Comma-separated action ids.")
+@click.option("--filter", "filters", multiple=True, help="name=value, as the API's filter (repeatable).")
+@click.option(
+    "--file",
+    "upload",
+    type=click.File("r", encoding="utf-8-sig"),
+    default=None,
+    help="A CSV of emails, phones or order ids.",
+)
+@click.option("--reason", default=None)
+@click.option("--days", type=int, default=None)
+@click.option("--until", default=None)
+@click.option("--new-key", is_flag=True)
+@click.option("--dry-run", is_flag=True, help="Only show what would change.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@friendly
+def outbox_bulk(
+    store_id: int,
+    operation: str,
+    ids: str | None,
+    filters: tuple[str, ...],
+    upload: Any,
+    reason: str | None,
+    days: int | None,
+    until: str | None,
+    new_key: bool,
+    dry_run: bool,
+    yes: bool,
+) -> None:
+    """Apply OPERATION to --ids, to everything matching --filter, or to what a --file selects."""
+    from hub import audit, bulk
+    from schemas.outbox import BulkIn
+
+    if sum(bool(x) for x in (ids, filters, upload)) != 1:
+        raise click.UsageError("give exactly one of --ids, --filter or --file")
+    raw: dict[str, Any] = {"operation": operation, "new_key": new_key}
+    raw.update({k: v for k, v in (("reason", reason), ("days", days), ("until", until)) if v is not None})
+    unmatched: list[dict[str, Any]] = []
+    rt = runtime()
+    with rt.db.session() as session:
+        _store(session, store_id)
+        if ids:
+            try:
+                raw["ids"] = [int(i) for i in ids.split(",") if i.strip()]
+            except ValueError:
+                raise click.BadParameter("comma-separated integers", param_hint="--ids") from None
+        elif filters:
+            raw["filter"] = {}
+        else:
+            raw["ids"] = [1]  # replaced below by what the file selects
+        data = _load(BulkIn(), raw)
+        if filters:
+            data["filter"] = _filter(filters)
+        if upload is not None:
+            data["ids"], unmatched = bulk.match_upload(
+                session, store_id, operation, bulk.read_upload(upload.read(), None)
+            )
+            for row in unmatched:
+                click.echo(f"row {row['row']} matched nothing: {row['value']}")
+            if not data["ids"]:
+                click.echo("nothing to do")
+                return
+        _, preview = bulk.start(rt, session, store_id, audit.CLI, {**data, "dry_run": True})
+        session.rollback()  # hold no lock while the user reads and answers
+        apps = ", ".join(f"{app}: {n}" for app, n in sorted(preview.by_app.items())) or "none"
+        others = ", ".join(f"{state}: {n}" for state, n in sorted(preview.not_applicable.items()))
+        click.echo(f"{operation}: {preview.total} actions ({apps})" + (f"; left alone: {others}" if others else ""))
+        if dry_run or not preview.total:
+            return
+        if not yes:
+            click.confirm(f"{operation} {preview.total} actions?", abort=True)
+        with click.progressbar(length=preview.total, label=operation) as bar:
+            op, _ = bulk.start(rt, session, store_id, audit.CLI, data, progress=bar.update, background=False)
+    assert op is not None
+    click.echo(f"bulk operation {op.id}: {op.state}, {op.changed} of {op.total} changed")
+
+
+@outbox.command("undo")
+@store_option
+@click.argument("bulk_operation_id", type=int)
+@friendly
+def outbox_undo(store_id: int, bulk_operation_id: int) -> None:
+    """Undo a bulk cancel (while its undo window is open)."""
+    from hub import audit, bulk
+
+    rt = runtime()
+    with rt.db.session() as session:
+        _store(session, store_id)
+        op, restored = bulk.undo(rt, session, store_id, bulk_operation_id, audit.CLI)
+    click.echo(f"bulk operation {op.id}: {restored} actions restored")
+
+
+@outbox.command("audit")
+@store_option
+@click.option("--action", "action_id", type=int, default=None)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@friendly
+def outbox_audit(store_id: int, action_id: int | None, limit: int) -> None:
+    """Manual operations on the outbox, newest first: who, when, what."""
+    from sqlalchemy import select
+
+    from hub.models import AuditEntry
+
+    with runtime().db.session() as session:
+        _store(session, store_id)
+        statement = select(AuditEntry).where(AuditEntry.store_id == store_id)
+        if action_id:
+            statement = statement.where(AuditEntry.action_id == action_id)
+        for entry in session.scalars(statement.order_by(AuditEntry.id.desc()).limit(limit)):
+            target = f"action {entry.action_id}" if entry.action_id else f"bulk {entry.bulk_operation_id}"
+            click.echo(f"{entry.created_at:%Y-%m-%d %H:%M:%S}  {entry.actor:<20} {entry.operation:<12} {target}")
 
 
 # -- connectors -------------------------------------------------------------------------------------
