@@ -46,7 +46,7 @@ class Event:
     id: str
     name: str  # as the platform should show it, store prefix included
     type: str  # canonical type, e.g. "review_request", "review_submitted", "test"
-    occurred_at: datetime  # timezone-aware, UTC
+    occurred_at: datetime  # timezone-aware, UTC; for a flow step, when the step came due (trigger time + delay)
     customer: Customer
     properties: Mapping[str, Any] = field(default_factory=dict)
     test: bool = False

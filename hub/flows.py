@@ -134,8 +134,10 @@ def ingest(session: Session, store: Store, data: dict[str, Any], header_key: str
                     name=step.event_name or "Event",
                     event_type=step.event_type or "event",
                     customer=data["customer"],
-                    properties=event_properties(store, data, flow),
-                    occurred_at=occurred_at,
+                    properties={**event_properties(store, data, flow), "trigger_occurred_at": occurred_at.isoformat()},
+                    # The flow step's event happens when the step comes due, not when the order shipped: platforms
+                    # judge an event's age by this time (Attentive ignores custom events older than 12 hours).
+                    occurred_at=run_at,
                     run_at=run_at,
                     trigger="auto",
                     key=idempotency_key(store.id, key, step.id, app),

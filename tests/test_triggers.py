@@ -205,3 +205,18 @@ def test_the_same_trigger_posted_twice_at_once_is_stored_once(api: Api, rt: Runt
     with rt.db.session() as session:
         assert session.scalar(select(func.count()).select_from(Trigger)) == 1
         assert session.scalar(select(func.count()).select_from(Action)) == 2
+
+
+def test_a_delayed_steps_event_is_dated_when_the_step_comes_due_and_keeps_the_trigger_time(
+    rt: Runtime, api: Api
+) -> None:
+    connect_two_apps(api)
+    api.post("/api/v1/triggers", json=order_trigger())
+    with rt.db.session() as session:
+        payloads = session.scalars(select(Action.payload)).all()
+    assert payloads
+    for payload in payloads:
+        assert datetime.fromisoformat(payload["occurred_at"]) == datetime(2026, 11, 15, 10, tzinfo=UTC)
+        assert datetime.fromisoformat(payload["properties"]["trigger_occurred_at"]) == datetime(
+            2026, 11, 1, 10, tzinfo=UTC
+        )
