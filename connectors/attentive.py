@@ -37,6 +37,7 @@ from connectors.base import (
     SkipEvent,
     default_classify,
 )
+from connectors.properties import first_product
 
 if TYPE_CHECKING:
     import requests
@@ -56,23 +57,6 @@ class AttentiveCredentials(ma.Schema):
 
 class AttentiveSettings(ma.Schema):
     base_url = fields.Url(load_default=BASE_URL, schemes={"https", "http"})
-
-
-def first_product(properties: Mapping[str, Any]) -> dict[str, Any]:
-    """Flat copies of the first item's and the review's fields: SMS can't use lists or nested objects."""
-    items = properties.get("items")
-    item = items[0] if isinstance(items, list) and items and isinstance(items[0], Mapping) else {}
-    review = properties.get("review")
-    review = review if isinstance(review, Mapping) else {}
-    flat = {
-        "product_id": item.get("product_id") or review.get("product_id"),
-        "product_name": item.get("name"),
-        "product_url": item.get("url"),
-        "product_image_url": item.get("image_url"),
-        "mediaUrl": item.get("image_url"),  # the MMS image of a text message step
-        **{f"review_{name}": review.get(name) for name in ("rating", "title", "body")},
-    }
-    return {key: value for key, value in flat.items() if value not in (None, "")}
 
 
 def clean_keys(value: Any) -> Any:
@@ -123,7 +107,7 @@ class AttentiveConnector(Connector):
         if not user:
             raise SkipEvent("missing_identity", "Attentive needs an E.164 phone number, an email or an external id")
         properties = dict(event.properties)
-        for name, value in first_product(event.properties).items():
+        for name, value in first_product(event.properties, image_as=("mediaUrl",)).items():
             properties.setdefault(name, value)
         event_type = " ".join(TYPE_FORBIDDEN.sub("", event.name).split()) or event.type
         when = event.occurred_at if event.occurred_at.tzinfo else event.occurred_at.replace(tzinfo=UTC)

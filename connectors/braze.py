@@ -40,6 +40,7 @@ from connectors.base import (
     SkipEvent,
     default_classify,
 )
+from connectors.properties import first_product
 
 if TYPE_CHECKING:
     import requests
@@ -75,22 +76,6 @@ class BrazeSettings(ma.Schema):
 
 def rest_endpoint(settings: Mapping[str, Any]) -> str:
     return str(settings.get("base_url") or INSTANCES[settings["instance"]]).rstrip("/")
-
-
-def first_product(properties: Mapping[str, Any]) -> dict[str, Any]:
-    """Flat copies of the first item's and the review's fields: Liquid and segment filters read them directly."""
-    items = properties.get("items")
-    item = items[0] if isinstance(items, list) and items and isinstance(items[0], Mapping) else {}
-    review = properties.get("review")
-    review = review if isinstance(review, Mapping) else {}
-    flat = {
-        "product_id": item.get("product_id") or review.get("product_id"),
-        "product_name": item.get("name"),
-        "product_url": item.get("url"),
-        "product_image_url": item.get("image_url"),
-        **{f"review_{name}": review.get(name) for name in ("rating", "title", "body")},
-    }
-    return {key: value for key, value in flat.items() if value not in (None, "")}
 
 
 def braze_body(response: requests.Response) -> dict[str, Any]:

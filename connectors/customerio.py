@@ -45,6 +45,7 @@ from connectors.base import (
     SkipEvent,
     default_classify,
 )
+from connectors.properties import first_product
 
 if TYPE_CHECKING:
     import requests
@@ -77,22 +78,6 @@ def ulid_for(action_id: str, milliseconds: int) -> str:
     entropy = int.from_bytes(hashlib.sha256(action_id.encode()).digest()[:10], "big")
     value = (max(0, milliseconds) & (2**48 - 1)) << 80 | entropy
     return "".join(CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
-
-
-def first_product(properties: Mapping[str, Any]) -> dict[str, Any]:
-    """Flat copies of the first item's and the review's fields: simpler liquid and segment conditions."""
-    items = properties.get("items")
-    item = items[0] if isinstance(items, list) and items and isinstance(items[0], Mapping) else {}
-    review = properties.get("review")
-    review = review if isinstance(review, Mapping) else {}
-    flat = {
-        "product_id": item.get("product_id") or review.get("product_id"),
-        "product_name": item.get("name"),
-        "product_url": item.get("url"),
-        "product_image_url": item.get("image_url"),
-        **{f"review_{name}": review.get(name) for name in ("rating", "title", "body")},
-    }
-    return {key: value for key, value in flat.items() if value not in (None, "")}
 
 
 def cut_to_bytes(text: str, limit: int) -> str:

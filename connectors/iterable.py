@@ -34,6 +34,7 @@ from connectors.base import (
     SkipEvent,
     default_classify,
 )
+from connectors.properties import first_product
 
 if TYPE_CHECKING:
     import requests
@@ -54,22 +55,6 @@ class IterableSettings(ma.Schema):
 
 def base_url(settings: Mapping[str, Any]) -> str:
     return str(settings.get("base_url") or REGIONS[settings.get("region") or "us"]).rstrip("/")
-
-
-def first_product(properties: Mapping[str, Any]) -> dict[str, Any]:
-    """Flat copies of the first item's and the review's fields: Handlebars and segments read top-level fields."""
-    items = properties.get("items")
-    item = items[0] if isinstance(items, list) and items and isinstance(items[0], Mapping) else {}
-    review = properties.get("review")
-    review = review if isinstance(review, Mapping) else {}
-    flat = {
-        "product_id": item.get("product_id") or review.get("product_id"),
-        "product_name": item.get("name"),
-        "product_url": item.get("url"),
-        "product_image_url": item.get("image_url"),
-        **{f"review_{name}": review.get(name) for name in ("rating", "title", "body")},
-    }
-    return {key: value for key, value in flat.items() if value not in (None, "")}
 
 
 def error_reason(response: requests.Response) -> str | None:

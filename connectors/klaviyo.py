@@ -38,6 +38,7 @@ from connectors.base import (
     default_classify,
     parse_retry_after,
 )
+from connectors.properties import first_product
 
 if TYPE_CHECKING:
     import requests
@@ -64,22 +65,6 @@ class KlaviyoCredentials(ma.Schema):
 
 class KlaviyoSettings(ma.Schema):
     base_url = fields.Url(load_default=BASE_URL, schemes={"https", "http"})
-
-
-def first_product(properties: Mapping[str, Any]) -> dict[str, Any]:
-    """Flat copies of the first item's and the review's fields: only top-level scalars are segmentable."""
-    items = properties.get("items")
-    item = items[0] if isinstance(items, list) and items and isinstance(items[0], Mapping) else {}
-    review = properties.get("review")
-    review = review if isinstance(review, Mapping) else {}
-    flat = {
-        "product_id": item.get("product_id") or review.get("product_id"),
-        "product_name": item.get("name"),
-        "product_url": item.get("url"),
-        "product_image_url": item.get("image_url"),
-        **{f"review_{name}": review.get(name) for name in ("rating", "title", "body")},
-    }
-    return {key: value for key, value in flat.items() if value not in (None, "")}
 
 
 def json_api_reason(response: requests.Response) -> str | None:

@@ -39,6 +39,7 @@ from connectors.base import (
     SkipEvent,
     default_classify,
 )
+from connectors.properties import first_product
 
 if TYPE_CHECKING:
     import requests
@@ -58,22 +59,6 @@ class OmnisendCredentials(ma.Schema):
 class OmnisendSettings(ma.Schema):
     base_url = fields.Url(load_default=BASE_URL, schemes={"https", "http"})
     origin = fields.String(load_default="api")  # an app with a dedicated origin from Omnisend puts it here
-
-
-def first_product(properties: Mapping[str, Any]) -> dict[str, Any]:
-    """Flat copies of the first item's and the review's fields, for segments and message merge tags."""
-    items = properties.get("items")
-    item = items[0] if isinstance(items, list) and items and isinstance(items[0], Mapping) else {}
-    review = properties.get("review")
-    review = review if isinstance(review, Mapping) else {}
-    flat = {
-        "product_id": item.get("product_id") or review.get("product_id"),
-        "product_name": item.get("name"),
-        "product_url": item.get("url"),
-        "product_image_url": item.get("image_url"),
-        **{f"review_{name}": review.get(name) for name in ("rating", "title", "body")},
-    }
-    return {key: value for key, value in flat.items() if value not in (None, "")}
 
 
 def event_uuid(action_id: str) -> str:
