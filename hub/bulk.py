@@ -120,7 +120,7 @@ def preview(
 
 
 def _serialise(params: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in params.items() if v is not None}
+    out = {k: v for k, v in params.items() if v not in (None, False)}
     if isinstance(out.get("until"), datetime):
         out["until"] = out["until"].isoformat()
     return out
@@ -158,7 +158,7 @@ def start(
     result = preview(session, store_id, operation, ids=ids, filter_=filter_)
     if data.get("dry_run"):
         return None, result
-    params = _serialise({k: data.get(k) for k in ("reason", "days", "until", "new_key")})
+    params = _serialise({k: data.get(k) for k in operations.PARAMETERS[operation]})
     if ids is not None:
         params["ids"] = sorted(set(ids))
     else:

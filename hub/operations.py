@@ -38,6 +38,14 @@ ALLOWED: dict[str, tuple[ActionState, ...]] = {
     "restore": (ActionState.CANCELLED,),
     "replay": (ActionState.FAILED, ActionState.DELIVERED, ActionState.SKIPPED),
 }
+# The parameters each operation takes (and records in the audit log).
+PARAMETERS: dict[str, tuple[str, ...]] = {
+    "send_now": (),
+    "delay": ("days", "until"),
+    "cancel": ("reason",),
+    "restore": (),
+    "replay": ("new_key",),
+}
 # Over many actions, replay means "try the failed ones again": delivered ones are replayed one at a time.
 BULK_ALLOWED = {**ALLOWED, "replay": (ActionState.FAILED,)}
 PAST_TENSE = {
@@ -99,7 +107,11 @@ def apply(
     scope = (Action.store_id == store_id, Action.id.in_(ids), Action.state.in_(states))
     at = outbox.now()
     done = Applied()
-    details = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in params.items() if v is not None}
+    details = {
+        k: (v.isoformat() if isinstance(v, datetime) else v)
+        for k, v in params.items()
+        if k in PARAMETERS[operation] and v not in (None, False)
+    }
     if operation == "cancel":
         done.moved = list(
             session.scalars(

@@ -51,9 +51,12 @@ def test_a_bulk_cancel_by_ids_cancels_what_it_can_and_records_each_action(api: A
     assert answer.json["undo_until"] is not None
     assert [state_of(api, i) for i in ids] == ["cancelled", "cancelled", "queued"]
     entries = api.get(f"/api/v1/actions/{ids[0]}/audit").json["data"]
-    assert [(e["operation"], e["bulk_operation_id"]) for e in entries] == [("cancel", answer.json["id"])]
+    assert [(e["operation"], e["bulk_operation_id"], e["details"]) for e in entries] == [
+        ("cancel", answer.json["id"], {"reason": "recall"})
+    ]
     summary = api.get("/api/v1/audit", query_string={"operation": "bulk_cancel"}).json["data"]
-    assert summary[0]["details"]["total"] == 2 and summary[0]["action_id"] is None
+    assert summary[0]["details"] == {"reason": "recall", "total": 2}
+    assert summary[0]["action_id"] is None
 
 
 def test_a_bulk_operation_over_a_filter_takes_exactly_what_matches(api: Api) -> None:
