@@ -19,7 +19,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from hub.models import Store
-from schemas.stores import clock
+from schemas.stores import clock, is_timezone
 
 CODE = "quiet_hours"
 BYPASS_TRIGGERS = ("manual", "test")  # a merchant's test events and samples
@@ -36,9 +36,10 @@ class QuietHours:
     def of(cls, store: Store | None) -> QuietHours | None:
         if store is None or store.quiet_hours_start is None or store.quiet_hours_end is None:
             return None
-        return cls(
-            store.timezone or "UTC", store.quiet_hours_start, store.quiet_hours_end, store.quiet_hours_applies_to
-        )
+        # The API admits only known zones; one the system no longer knows (its tz database changed) reads as UTC
+        # rather than stopping every delivery of the store.
+        zone = store.timezone if store.timezone and is_timezone(store.timezone) else "UTC"
+        return cls(zone, store.quiet_hours_start, store.quiet_hours_end, store.quiet_hours_applies_to)
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
