@@ -13,6 +13,7 @@ Sources (stored copies, no live web):
 - Rate limit: 150 requests/second per endpoint and token; every answer, 429 included, carries
   x-ratelimit-limit and x-ratelimit-remaining for the current second, and no Retry-After
   (docs.attentivemobile.com/pages/api-rate-limits). There is no official SDK, so the default status table holds.
+  Attentive is an SMS platform: its events lead to text messages, so the store's quiet hours for SMS apply.
 - Auth: `Authorization: Bearer <key of a custom app>`; GET /v1/me tests it (docs.attentive.com Test Authentication).
 """
 
@@ -92,6 +93,8 @@ class AttentiveConnector(Connector):
         rate_limit_per_second=150,
         dedupe_field="externalEventId",
         staleness_seconds=12 * 3600,  # older custom events trigger no Journeys
+        verify_rate_per_second=150,  # the same 150/s per endpoint and token covers GET /v1/me
+        sms=True,  # custom events start SMS Journeys
     )
 
     def build_request(self, event: Event, settings: Mapping[str, Any]) -> Request:

@@ -109,6 +109,10 @@ class Capabilities:
     rate_limit_per_second: float | None = None
     dedupe_field: str | None = None
     staleness_seconds: int | None = None
+    # The credential check's own limit, where the platform documents one for the endpoint verify calls: the hub
+    # allows one check at a time at this steady rate (a stricter pace than any burst the platform allows).
+    verify_rate_per_second: float | None = None
+    sms: bool = False  # its events lead to text messages: the store's quiet hours for SMS apply
 
 
 class EmptySchema(ma.Schema):

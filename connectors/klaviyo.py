@@ -11,6 +11,7 @@ Sources (stored copies, no live web):
   (github.com/klaviyo/klaviyo-api-python/issues/84): retried, never held as a credentials problem.
 - Rate limit: Create Event is tier XL, 350/s burst and 3,500/min steady, per account
   (developers.klaviyo.com/en/docs/rate_limits_and_error_handling); the hub's bucket runs at the steady rate.
+- The key check, Get Accounts, is tier XS: 1/s burst, 15/min steady (the same page and the endpoint's reference).
 - Private keys start with pk_; the 6-character public key (site ID) cannot call /api
   (developers.klaviyo.com/en/docs/retrieve_api_credentials).
 """
@@ -89,6 +90,9 @@ class KlaviyoConnector(Connector):
         batch_size=1000,  # Bulk Create Events takes 1,000 events a request; build_request stays one event for now
         rate_limit_per_second=3500 / 60,
         dedupe_field="unique_id",
+        # Get Accounts (verify) is tier XS: 1/s burst and 15/min steady, per account. One check every 4 s keeps
+        # within both windows; a merchant retrying a key faster gets the hub's own 429 instead of Klaviyo's.
+        verify_rate_per_second=15 / 60,
     )
 
     def headers(self, key: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ Sources (stored copies, no live web; Postscript publishes no SDK and only per-op
 - Rate limit: 15 requests/second per token or partner/shop pair; a 429 carries
   {"error_code": 3002, "error_message": "Rate limit exceeded", "success": false} and no rate-limit header or
   Retry-After (developers.postscript.io/docs/rate-limits via api-evangelist): the hub's backoff decides.
+  Postscript is an SMS platform: its events lead to text messages, so the store's quiet hours for SMS apply.
 """
 
 from __future__ import annotations
@@ -123,7 +124,13 @@ class PostscriptConnector(Connector):
     credentials_schema = PostscriptCredentials
     settings_schema = PostscriptSettings
     example_settings = MappingProxyType({"api_key": "sk_example_0123456789abcdef"})
-    capabilities = Capabilities(identities=("phone", "email"), rate_limit_per_second=15, dedupe_field="external_id")
+    capabilities = Capabilities(
+        identities=("phone", "email"),
+        rate_limit_per_second=15,
+        dedupe_field="external_id",
+        verify_rate_per_second=15,  # the limit is per token, GET /api/v2/me included
+        sms=True,  # custom events start SMS automations
+    )
 
     def headers(self, settings: Mapping[str, Any]) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {settings['api_key']}", "Accept": "application/json"}

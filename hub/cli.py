@@ -426,6 +426,8 @@ def outbox_explain(store_id: int, action_id: int) -> None:
         f"  trigger at {timing['trigger_time']}, delay {timing['delay_seconds']} s, run at {timing['run_at']}, "
         f"{timing['failures']} failures, {timing['retries_left']} retries left"
     )
+    if timing["quiet_hours"]:
+        click.echo(f"  quiet hours: {timing['quiet_hours']['text']}")
     for attempt in found["attempts"]:
         click.echo(
             f"  attempt {attempt.number}: {attempt.outcome} HTTP {attempt.http_status} in {attempt.duration_ms} ms"

@@ -27,6 +27,7 @@ from connectors.base import Connector, Customer, Event, Outcome, OutcomeKind, Sk
 from connectors.http import TransportError, redact
 from hub import guards, outbox
 from hub.flows import hold_reason
+from hub.integrations import effective_rate
 from hub.models import Action, ActionState, Actor, Attempt, Integration, IntegrationState
 
 if TYPE_CHECKING:
@@ -133,13 +134,19 @@ def _target(rt: Runtime, integration: Integration | None) -> Target:
         settings = connector_settings(rt, integration)
     except ValueError as error:
         return Target(integration, problem=(ActionState.FAILED, "bad_configuration", str(error)))
-    return Target(integration, connector, settings, rate=connector.capabilities.rate_limit_per_second)
+    return Target(integration, connector, settings, rate=effective_rate(integration, connector))
 
 
 def _decide(rt: Runtime, action: Row[Any], target: Target, stopped: guards.GuardResult | None = None) -> Decision:
     if target.problem is not None:
         state, code, text = target.problem
         return Decision(action, state, {"reason_code": code, "reason_text": text})
+    if stopped is not None and stopped.until is not None:  # quiet hours: back to the Queue, no attempt spent
+        return Decision(
+            action,
+            ActionState.PENDING,
+            {"run_at": stopped.until, "reason_code": stopped.code, "reason_text": stopped.text},
+        )
     if stopped is not None and not stopped.hold:
         return Decision(
             action,

@@ -3,13 +3,14 @@ plus the step's delay, quiet hours, retries) and its attempts."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub import audit, guards
-from hub.models import Action, ActionState, Attempt, FlowStep, Trigger
+from hub import audit, guards, quiet
+from hub.models import Action, ActionState, Attempt, FlowStep, Store, Trigger
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
@@ -66,7 +67,7 @@ def explain(rt: Runtime, session: Session, action: Action) -> dict[str, Any]:
             "delay_seconds": step.delay_seconds if step else None,
             "scheduled_at": action.scheduled_at,
             "run_at": action.run_at,
-            "quiet_hours": None,  # the hub has no quiet hours yet: nothing moves an action for them
+            "quiet_hours": quiet_timing(session, action, results, trigger, step),
             "failures": action.failure_count,
             "retries_left": retries_left,
             "next_attempt_at": action.run_at if retrying else None,
@@ -74,4 +75,43 @@ def explain(rt: Runtime, session: Session, action: Action) -> dict[str, Any]:
         },
         "attempts": attempts,
         "audit": audit.for_action(session, action.store_id, action.id),
+    }
+
+
+def quiet_timing(
+    session: Session,
+    action: Action,
+    results: list[guards.GuardResult],
+    trigger: Trigger | None,
+    step: FlowStep | None,
+) -> dict[str, Any] | None:
+    """The store's quiet hours as they bear on this action: None when the store has none."""
+    hours = quiet.QuietHours.of(session.get(Store, action.store_id))
+    if hours is None:
+        return None
+    [guard] = [r for r in results if r.code == quiet.CODE]
+    caps = guards.capabilities_of(action.app)
+    bypass = quiet.bypass(action.trigger, action.ignore_quiet_hours)
+    flow_time = trigger.occurred_at + timedelta(seconds=step.delay_seconds) if trigger and step else None
+    # Moved when it was scheduled: the flow's time fell inside them, and the action was scheduled for their end.
+    moved = flow_time is not None and hours.inside(flow_time) and action.scheduled_at == hours.end_after(flow_time)
+    moved_from = flow_time if moved else None
+    waiting = action.state == ActionState.PENDING and action.reason_code == quiet.CODE
+    if moved_from is not None:
+        text = (
+            f"Due {hours.local(moved_from)} local, inside quiet hours ({hours.label}): "
+            f"scheduled for {hours.local(action.scheduled_at)} instead."
+        )
+    elif waiting:
+        text = f"Waiting for the store's quiet hours ({hours.label}) to end at {hours.local(action.run_at)} local."
+    else:
+        text = guard.text
+    return {
+        **quiet.describe(hours),  # type: ignore[dict-item]
+        "timezone": hours.timezone,
+        "applies": hours.governs(channel=action.channel, sms_app=bool(caps and caps.sms)) and bypass is None,
+        "bypass": bypass,
+        "moved_from": moved_from,
+        "waiting_until": action.run_at if waiting else None,
+        "text": text,
     }

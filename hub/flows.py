@@ -158,7 +158,8 @@ def ingest(session: Session, store: Store, data: dict[str, Any], header_key: str
 
 
 def apply_guards(session: Session, actions: list[Action], integrations: dict[int, Integration]) -> None:
-    """Guards at scheduling: an action that must not go is created skipped, with the guard's reason."""
+    """Guards at scheduling: an action that must not go is created skipped, with the guard's reason; one due in
+    the store's quiet hours is scheduled for their end."""
     from hub import guards
 
     results = guards.evaluate(
@@ -166,7 +167,10 @@ def apply_guards(session: Session, actions: list[Action], integrations: dict[int
     )
     for n, action in enumerate(actions):
         failed = guards.first_failure(results[n])
-        if failed is not None and not failed.hold:
+        if failed is not None and failed.until is not None:  # quiet hours: the flow's time moves to their end
+            action.run_at = action.scheduled_at = failed.until
+            action.reason_code, action.reason_text = failed.code, failed.text
+        elif failed is not None and not failed.hold:
             action.state, action.reason_code, action.reason_text = ActionState.SKIPPED, failed.code, failed.text
             action.caused_by = Actor.RULE
 

@@ -6,7 +6,11 @@ needs attention holds it instead. Guards are evaluated for a whole batch of acti
 queries, since the worker runs them on every batch it delivers.
 
 What a connector declares (connectors.base.Capabilities) drives the app-specific guards: the identities it
-needs and its staleness window. The hub names no platform.
+needs, its staleness window, and whether its events lead to SMS (the store's quiet hours). The hub names no
+platform.
+
+Quiet hours (hub.quiet) neither skip nor hold: they move the action to the end of the quiet period
+(``GuardResult.until``), and only decide when no other guard stops the action.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from sqlalchemy.orm import Session
 
 from connectors import registry
 from connectors.base import Capabilities
-from hub.models import Action, ActionState, Integration, IntegrationState, Suppression, Trigger
+from hub import quiet
+from hub.models import Action, ActionState, Integration, IntegrationState, Store, Suppression, Trigger
 from hub.outbox import now
 from schemas.triggers import ORDER_STOPPERS
 
@@ -47,6 +52,7 @@ class GuardResult:
     text: str
     value: Any = None
     hold: bool = False  # stops it for now (held), not for good (skipped)
+    until: datetime | None = None  # moves it to this time instead (quiet hours): back to pending, no attempt
 
 
 @dataclass
@@ -67,6 +73,8 @@ class Subject:
     scheduled_at: datetime
     action_id: int | None = None
     product_ids: tuple[str, ...] = field(default=())
+    run_at: datetime | None = None
+    ignore_quiet_hours: bool = False
 
     @classmethod
     def of(cls, action: Any, key: Any = None) -> Subject:
@@ -87,6 +95,8 @@ class Subject:
             scheduled_at=action.scheduled_at,
             action_id=action.id,
             product_ids=tuple(str(i["product_id"]) for i in items if isinstance(i, dict) and i.get("product_id")),
+            run_at=getattr(action, "run_at", None),
+            ignore_quiet_hours=bool(getattr(action, "ignore_quiet_hours", False)),
         )
 
 
@@ -129,6 +139,8 @@ def evaluate(
     stopped = _stopped_orders(session, content)
     reviewed = _reviewed_products(session, content)
     duplicates = _duplicates(session, content)
+    # Usually already in the session (the API's store, the ingest's): no query then.
+    quiet_hours = {sid: quiet.QuietHours.of(session.get(Store, sid)) for sid in store_ids}
 
     results: dict[Any, list[GuardResult]] = {}
     for s in subjects:
@@ -141,15 +153,18 @@ def evaluate(
             checks.append(_reviewed(s, reviewed))
             checks.append(_stale(s, caps, at))
             checks.append(_duplicate(s, duplicates))
+        checks.append(_quiet_hours(s, quiet_hours.get(s.store_id), caps, at))
         results[s.key] = checks
     return results
 
 
 def first_failure(results: Iterable[GuardResult]) -> GuardResult | None:
-    """The guard that decides: a hold wins over a skip (the app may come back and then the rest is judged)."""
+    """The guard that decides: a hold wins over a skip (the app may come back and then the rest is judged), and
+    both over quiet hours, which only move the action later."""
     failed = [r for r in results if not r.passed]
     holds = [r for r in failed if r.hold]
-    decisive = holds or failed
+    skips = [r for r in failed if not r.hold and r.until is None]
+    decisive = holds or skips or failed
     return decisive[0] if decisive else None
 
 
@@ -235,6 +250,20 @@ def _duplicate(s: Subject, duplicates: dict[tuple[Any, ...], list[int]]) -> Guar
     if s.order_id and s.trigger == "auto" and others:
         return GuardResult("duplicate", False, f"already sent for order {s.order_id} as action {others[0]}", others[0])
     return GuardResult("duplicate", True, "no earlier action for this order", None)
+
+
+def _quiet_hours(s: Subject, hours: quiet.QuietHours | None, caps: Capabilities | None, at: datetime) -> GuardResult:
+    # When it will go: now for a due action (delivery), its run_at for one scheduled later (flows, Explain).
+    when = max(at, s.run_at) if s.run_at is not None else at
+    verdict = quiet.check(
+        hours,
+        when,
+        channel=s.channel,
+        sms_app=bool(caps and caps.sms),
+        trigger=s.trigger,
+        ignore_quiet_hours=s.ignore_quiet_hours,
+    )
+    return GuardResult(quiet.CODE, verdict.passed, verdict.text, verdict.value, until=verdict.until)
 
 
 # -- batch lookups ---------------------------------------------------------------------------------

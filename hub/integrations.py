@@ -1,8 +1,16 @@
 """Connecting, changing and disconnecting apps. Credentials are validated by the connector's own schemas,
-verified against the platform where the connector can, encrypted at rest and masked on the way out."""
+verified against the platform where the connector can, encrypted at rest and masked on the way out.
+
+The credential check respects the platform's own limit for it (``Capabilities.verify_rate_per_second``): a token
+from a Redis bucket per credential (named by a keyed hash, never the key) and per store and app, or a 429 with
+Retry-After before the platform is called. A merchant may override an integration's delivery rate
+(``rate_limit_per_second``); None goes back to the connector's published rate.
+"""
 
 from __future__ import annotations
 
+import math
+import time
 from typing import TYPE_CHECKING, Any
 
 import marshmallow as ma
@@ -22,9 +30,23 @@ if TYPE_CHECKING:
 class IntegrationError(Exception):
     """A request about an integration that cannot be carried out; becomes a 4xx answer."""
 
-    def __init__(self, status: int, code: str, message: str, fields: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        fields: dict[str, Any] | None = None,
+        *,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.fields = status, code, message, fields or {}
+        self.retry_after = retry_after  # seconds, sent as Retry-After on a 429
+
+
+def effective_rate(integration: Integration, connector: Connector) -> float | None:
+    """Requests per second for this integration: the merchant's override, else the connector's published rate."""
+    return integration.rate_limit_per_second or connector.capabilities.rate_limit_per_second
 
 
 def is_masked(value: Any) -> bool:
@@ -65,7 +87,38 @@ def _load(schema: type[ma.Schema], data: dict[str, Any], prefix: str) -> dict[st
         raise IntegrationError(422, "validation_error", f"Invalid {prefix}.", {prefix: messages}) from None
 
 
-def _verify(rt: Runtime, connector: Connector, settings: dict[str, Any]) -> None:
+VERIFY_MAX_WAIT = 1.0  # seconds a request waits for a verify token before answering 429
+
+
+def _verify_token(rt: Runtime, connector: Connector, settings: dict[str, Any], store_id: int) -> None:
+    """Take a token for one credential check, or raise a 429: the platform is not called to be refused."""
+    rate = connector.capabilities.verify_rate_per_second
+    if not rate:
+        return
+    fingerprint = rt.box.fingerprint(connector.key, *sorted(connector.secrets(settings)))
+    # Per credential (one account may serve several stores), and per store and app (a merchant trying several
+    # keys of one account). A token taken from the first bucket and refused by the second is simply spent.
+    for bucket in (f"verify:{connector.key}:{fingerprint}", f"verify:store:{store_id}:{connector.key}"):
+        wait = rt.limiter.acquire(bucket, rate, burst=1)
+        if 0 < wait <= VERIFY_MAX_WAIT:
+            time.sleep(wait)
+            wait = rt.limiter.acquire(bucket, rate, burst=1)
+        if wait:
+            seconds = max(1, math.ceil(wait))
+            raise IntegrationError(
+                429,
+                "rate_limited",
+                f"{connector.label} allows its credentials to be checked {_pace(rate)}; try again in {seconds} s.",
+                retry_after=seconds,
+            )
+
+
+def _pace(rate: float) -> str:
+    return f"{rate:g} times a second" if rate >= 1 else f"once every {1 / rate:g} seconds"
+
+
+def _verify(rt: Runtime, connector: Connector, settings: dict[str, Any], store_id: int) -> None:
+    _verify_token(rt, connector, settings, store_id)
     try:
         connector.verify(settings, rt.http)
     except ConnectorError as error:
@@ -94,9 +147,10 @@ def connect(rt: Runtime, session: Session, store: Store, data: dict[str, Any]) -
     credentials = _load(connector.credentials_schema, credentials, "credentials")
     settings = _load(connector.settings_schema, settings, "settings")
     if not sandbox.is_sandbox(connector.key):  # the sandbox is served by this hub: nothing to verify
-        _verify(rt, connector, {**settings, **credentials})
+        _verify(rt, connector, {**settings, **credentials}, store.id)
     integration.credentials = rt.box.encrypt(credentials)
     integration.settings = settings
+    integration.rate_limit_per_second = data.get("rate_limit_per_second")
     integration.state = IntegrationState.CONNECTED
     integration.last_error = None
     session.flush()
@@ -115,9 +169,11 @@ def change(rt: Runtime, session: Session, store: Store, app: str, data: dict[str
     settings = _load(connector.settings_schema, settings, "settings")
     credentials_changed = credentials != old_credentials
     if credentials_changed and not sandbox.is_sandbox(connector.key):
-        _verify(rt, connector, {**settings, **credentials})
+        _verify(rt, connector, {**settings, **credentials}, store.id)
     integration.credentials = rt.box.encrypt(credentials)
     integration.settings = settings
+    if "rate_limit_per_second" in data:  # null goes back to the connector's published rate
+        integration.rate_limit_per_second = data["rate_limit_per_second"]
     wanted = data.get("state")
     if wanted == IntegrationState.PAUSED:
         integration.state = IntegrationState.PAUSED

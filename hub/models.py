@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -94,6 +96,11 @@ class Store(Base):
     name: Mapped[str] = mapped_column(String(200))
     event_prefix: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Store settings (hub.quiet): an IANA time zone, and optional quiet hours in it, as minutes after midnight.
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    quiet_hours_start: Mapped[int | None] = mapped_column(Integer)
+    quiet_hours_end: Mapped[int | None] = mapped_column(Integer)
+    quiet_hours_applies_to: Mapped[str] = mapped_column(String(8), default="sms", server_default="sms")  # sms | all
 
 
 class ApiToken(Base):
@@ -139,6 +146,8 @@ class Integration(Base):
     credentials: Mapped[str] = mapped_column(Text, default="")  # MultiFernet token of a JSON object
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Requests per second for this integration's bucket, set by the merchant; None: the connector's published rate.
+    rate_limit_per_second: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -240,6 +249,8 @@ class Action(Base):
     order_id: Mapped[str | None] = mapped_column(String(200))  # the trigger's order, for search and order rules
     caused_by: Mapped[str | None] = mapped_column(String(16))  # cancelled/skipped/failed by: merchant | rule | system
     bulk_operation_id: Mapped[int | None] = mapped_column(BigId)  # the bulk operation that last moved it (undo)
+    # Set by Send now: the merchant chose to send it at once, so the store's quiet hours do not hold it back.
+    ignore_quiet_hours: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     attempts: Mapped[list[Attempt]] = relationship(order_by="Attempt.id", lazy="raise", viewonly=True)
 

@@ -137,6 +137,7 @@ def apply(
                 lease_token=outbox.new_lease(),
                 lease_expires_at=at + timedelta(seconds=rt.config.lease_seconds),
                 bulk_operation_id=bulk_operation_id,
+                ignore_quiet_hours=True,  # the merchant's explicit choice (hub.quiet)
             )
             .returning(Action.id, Action.integration_id)
         ).all()

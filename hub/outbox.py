@@ -51,6 +51,8 @@ CLAIMED_COLUMNS = (
     Action.order_id,
     Action.trigger,
     Action.scheduled_at,
+    Action.run_at,
+    Action.ignore_quiet_hours,
 )
 
 

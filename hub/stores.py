@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from hub import quiet
 from hub.models import ApiToken, Flow, FlowStep, Store
+from schemas.stores import parse_clock
 
 TOKEN_PREFIX = "tdg_"
 
@@ -76,3 +79,31 @@ def identify(session: Session, token: str) -> tuple[Store, ApiToken] | None:
 def event_name(store: Store, name: str) -> str:
     """Event names carry the store's prefix ("Acme - Review Request"): one platform account can serve several stores."""
     return f"{store.event_prefix} - {name}" if store.event_prefix else name
+
+
+def settings(store: Store) -> dict[str, Any]:
+    """The store as its settings endpoint shows it."""
+    return {
+        "id": store.id,
+        "name": store.name,
+        "event_prefix": store.event_prefix,
+        "timezone": store.timezone,
+        "quiet_hours": quiet.describe(quiet.QuietHours.of(store)),
+        "created_at": store.created_at,
+    }
+
+
+def change_settings(session: Session, store: Store, data: dict[str, Any]) -> Store:
+    """Apply validated settings (schemas.stores.StorePatch). New quiet hours apply from now on: to actions being
+    scheduled, and to waiting ones when they fall due (they are not moved in advance)."""
+    if "timezone" in data:
+        store.timezone = data["timezone"]
+    if "quiet_hours" in data:
+        hours = data["quiet_hours"]
+        if hours is None:
+            store.quiet_hours_start = store.quiet_hours_end = None
+        else:
+            store.quiet_hours_start, store.quiet_hours_end = parse_clock(hours["start"]), parse_clock(hours["end"])
+            store.quiet_hours_applies_to = hours["applies_to"]
+    session.flush()
+    return store

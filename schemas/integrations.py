@@ -11,11 +11,32 @@ from marshmallow import fields, validate
 
 from schemas.triggers import validate_phone
 
+# An override of the delivery rate: from one request every 100 s (a strict plan) to an enterprise plan's 10,000/s.
+MIN_RATE, MAX_RATE = 0.01, 10_000.0
+
+
+def rate_override(**kwargs: Any) -> fields.Float:
+    return fields.Float(
+        allow_none=True,
+        allow_nan=False,
+        validate=validate.Range(
+            min=MIN_RATE,
+            max=MAX_RATE,
+            error=f"Give requests per second from {MIN_RATE:g} to {MAX_RATE:g}, or null for the app's published rate.",
+        ),
+        metadata={
+            "description": "Requests per second this integration may send, overriding the app's published rate "
+            "(a stricter or a larger plan with the platform). null: the published rate."
+        },
+        **kwargs,
+    )
+
 
 class IntegrationIn(ma.Schema):
     app = fields.String(required=True, validate=validate.Length(min=1, max=64))
     credentials = fields.Dict(keys=fields.String(), load_default=dict)
     settings = fields.Dict(keys=fields.String(), load_default=dict)
+    rate_limit_per_second = rate_override(load_default=None)
 
 
 class CatchUp(ma.Schema):
@@ -41,6 +62,7 @@ class IntegrationPatch(ma.Schema):
     credentials = fields.Dict(keys=fields.String())
     settings = fields.Dict(keys=fields.String())
     state = fields.String(validate=validate.OneOf(("connected", "paused")))
+    rate_limit_per_second = rate_override()
     catch_up = fields.Nested(
         CatchUp, metadata={"description": "When this change resumes the integration: how to catch up. Default: all."}
     )
@@ -53,6 +75,16 @@ class IntegrationOut(ma.Schema):
     state = fields.String()
     credentials = fields.Dict(metadata={"description": "Masked: secrets are never returned."})
     settings = fields.Dict()
+    rate_limit_per_second = fields.Float(
+        allow_none=True, metadata={"description": "The merchant's override of the delivery rate, or null."}
+    )
+    published_rate_limit_per_second = fields.Float(
+        allow_none=True, metadata={"description": "The rate the app publishes (its connector declares), or null."}
+    )
+    effective_rate_limit_per_second = fields.Float(
+        allow_none=True,
+        metadata={"description": "What deliveries are paced at: the override, else the published rate; null: unpaced."},
+    )
     last_error = fields.String(allow_none=True)
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()

@@ -271,12 +271,34 @@ class AuditQuery(PageQuery):
     bulk_operation_id = fields.Integer(validate=validate.Range(min=1, max=2**63 - 1))
 
 
+class QuietHoursTiming(ma.Schema):
+    """The store's quiet hours as they bear on one action."""
+
+    start = fields.String()
+    end = fields.String()
+    applies_to = fields.String(metadata={"description": "sms | all"})
+    timezone = fields.String()
+    applies = fields.Boolean(metadata={"description": "Whether they hold this action back when it falls due."})
+    bypass = fields.String(allow_none=True, metadata={"description": "Why they don't: a test event, or Send now."})
+    moved_from = fields.AwareDateTime(
+        allow_none=True, metadata={"description": "The flow's time, when quiet hours moved it at scheduling."}
+    )
+    waiting_until = fields.AwareDateTime(
+        allow_none=True, metadata={"description": "When it goes back to pending waiting for them to end."}
+    )
+    text = fields.String()
+
+
 class TimingOut(ma.Schema):
     trigger_time = fields.AwareDateTime(allow_none=True)
     delay_seconds = fields.Integer(allow_none=True)
     scheduled_at = fields.AwareDateTime()
     run_at = fields.AwareDateTime()
-    quiet_hours = fields.String(allow_none=True)
+    quiet_hours = fields.Nested(
+        QuietHoursTiming,
+        allow_none=True,
+        metadata={"description": "null when the store has no quiet hours."},
+    )
     failures = fields.Integer()
     retries_left = fields.Integer(allow_none=True)
     next_attempt_at = fields.AwareDateTime(allow_none=True)

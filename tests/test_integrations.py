@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from importlib.metadata import EntryPoint
+from typing import Any
 
 import pytest
 import requests
 import responses
 from acme_tidings.connector import BASE
 from click.testing import CliRunner
+from flask import Flask
 from sqlalchemy import func, select
 
 from connectors import registry
 from hub.cli import main
 from hub.models import Integration
 from hub.runtime import Runtime
-from tests.conftest import Api
+from tests.conftest import Api, make_tenant
 
 
 @pytest.fixture(autouse=True)
@@ -102,3 +104,52 @@ def test_a_base_url_override_points_the_connector_at_a_staging_server(api: Api, 
         },
     )
     assert answer.status_code == 201 and answer.json["settings"]["base_url"] == "https://staging.acme-crm.example"
+
+
+# -- the platform's own limit on checking credentials ------------------------------------------------------------
+
+KLAVIYO_ACCOUNTS = "https://a.klaviyo.com/api/accounts"
+
+
+def connect_klaviyo(api: Api, key: str) -> Any:
+    return api.post("/api/v1/integrations", json={"app": "klaviyo", "credentials": {"api_key": key}})
+
+
+@responses.activate
+def test_a_second_klaviyo_key_check_within_its_limit_is_a_429_that_never_reaches_klaviyo(api: Api, rt: Runtime) -> None:
+    accounts = responses.get(KLAVIYO_ACCOUNTS, status=401, json={"errors": [{"detail": "Incorrect authentication"}]})
+    first = connect_klaviyo(api, "pk_wrong_0123456789abcdef")
+    assert first.status_code == 422 and first.json["error"]["code"] == "verification_failed"
+
+    again = connect_klaviyo(api, "pk_wrong_0123456789abcdef")
+    assert again.status_code == 429, again.json
+    assert again.json["error"]["code"] == "rate_limited"
+    assert "Klaviyo allows its credentials to be checked once every 4 seconds" in again.json["error"]["message"]
+    assert 1 <= int(again.headers["Retry-After"]) <= 4
+    assert accounts.call_count == 1  # only the first check went out
+    assert "pk_wrong" not in again.get_data(as_text=True) and count(rt) == 0
+    assert not any("pk_wrong" in key.decode() for key in rt.redis.keys("*"))  # buckets are named by a keyed hash
+
+
+@responses.activate
+def test_a_new_key_for_the_same_store_waits_too_and_so_does_the_same_key_from_another_store(
+    app: Flask, api: Api, rt: Runtime
+) -> None:
+    accounts = responses.get(KLAVIYO_ACCOUNTS, json={"data": [{"type": "account", "id": "AbC123"}]})
+    assert connect_klaviyo(api, "pk_first_0123456789abcdef").status_code == 201
+    changed = api.patch("/api/v1/integrations/klaviyo", json={"credentials": {"api_key": "pk_other_0123456789abcdef"}})
+    assert changed.status_code == 429  # Klaviyo counts per account, and one store's keys share one
+
+    other = Api(app.test_client(), make_tenant(rt, "Other"))
+    assert connect_klaviyo(other, "pk_first_0123456789abcdef").status_code == 429  # one account, two stores
+    assert connect_klaviyo(other, "pk_third_0123456789abcdef").status_code == 201
+    assert accounts.call_count == 2
+
+
+@responses.activate
+def test_a_connector_without_a_declared_key_check_limit_checks_every_time(api: Api) -> None:
+    me = responses.get(f"{BASE}/me", status=401)
+    for _ in range(3):
+        answer = api.post("/api/v1/integrations", json={"app": "acme_crm", "credentials": {"api_key": "key-bad-0"}})
+        assert answer.status_code == 422
+    assert me.call_count == 3

@@ -141,14 +141,16 @@ def init_app(app: Flask) -> HubApi:
             "security": [{"bearer": []}],
         },
     )
-    from hub.api import actions, bulk, customers, integrations, outbox, reports, triggers
+    from hub.api import actions, bulk, customers, integrations, outbox, reports, store, triggers
 
-    for module in (triggers, integrations, actions, reports, outbox, bulk, customers):
+    for module in (triggers, integrations, actions, reports, outbox, bulk, customers, store):
         api.register_blueprint(module.blp, url_prefix="/api/v1")
 
     @app.errorhandler(IntegrationError)
     def on_integration_error(error: IntegrationError):  # type: ignore[no-untyped-def]
-        return error_response(error.status, error.message, flatten(error.fields) or None, error.code)
+        body, status = error_response(error.status, error.message, flatten(error.fields) or None, error.code)
+        headers = {"Retry-After": str(error.retry_after)} if error.retry_after else {}
+        return body, status, headers
 
     @app.errorhandler(OperationError)
     def on_operation_error(error: OperationError):  # type: ignore[no-untyped-def]

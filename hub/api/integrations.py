@@ -31,9 +31,11 @@ def present(integration: Integration) -> dict[str, Any]:
     from connectors import registry
 
     try:
-        label = registry.get(integration.app).label
+        connector = registry.get(integration.app)
     except registry.UnknownConnector:
-        label = integration.app
+        label, published = integration.app, None
+    else:
+        label, published = connector.label, connector.capabilities.rate_limit_per_second
     return {
         "id": integration.id,
         "app": integration.app,
@@ -41,6 +43,9 @@ def present(integration: Integration) -> dict[str, Any]:
         "state": integration.state,
         "credentials": service.masked_credentials(runtime(), integration),
         "settings": integration.settings,
+        "rate_limit_per_second": integration.rate_limit_per_second,
+        "published_rate_limit_per_second": published,
+        "effective_rate_limit_per_second": integration.rate_limit_per_second or published,
         "last_error": integration.last_error,
         "created_at": integration.created_at,
         "updated_at": integration.updated_at,
@@ -52,6 +57,7 @@ def present(integration: Integration) -> dict[str, Any]:
 @blp.response(201, IntegrationOut)
 @blp.alt_response(409, description="The app is already connected")
 @blp.alt_response(422, description="Invalid fields, or the platform rejected the credentials")
+@blp.alt_response(429, description="The platform's limit for checking credentials: try again after Retry-After")
 def create_integration(data: dict[str, Any]) -> Any:
     """Connect an app. Credentials are checked against the platform when the connector can."""
     session = db_session()
@@ -81,8 +87,11 @@ def get_integration(app: str) -> Any:
 @blp.route("/integrations/<string:app>", methods=["PATCH"])
 @blp.arguments(IntegrationPatch)
 @blp.response(200, IntegrationOut)
+@blp.alt_response(422, description="Invalid fields, or the platform rejected the new credentials")
+@blp.alt_response(429, description="The platform's limit for checking credentials: try again after Retry-After")
 def patch_integration(data: dict[str, Any], app: str) -> Any:
-    """Change credentials or settings, pause, or resume. Masked secrets sent back keep the stored value.
+    """Change credentials or settings, the delivery rate, pause, or resume. Masked secrets sent back keep the
+    stored value; `rate_limit_per_second: null` goes back to the app's published rate.
 
     New credentials for an integration that needs attention are verified, and its held actions released.
     """

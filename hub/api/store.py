@@ -1,0 +1,37 @@
+"""The store's own settings: its time zone and quiet hours."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+
+from hub import stores
+from hub.api import authenticate, current_store, db_session
+from schemas.stores import StoreOut, StorePatch
+
+blp = Blueprint("store", __name__, description="The store the API token belongs to, and its settings.")
+blp.before_request(authenticate)
+
+
+@blp.route("/store", methods=["GET"])
+@blp.response(200, StoreOut)
+def get_store() -> Any:
+    return stores.settings(current_store())
+
+
+@blp.route("/store", methods=["PATCH"])
+@blp.arguments(StorePatch)
+@blp.response(200, StoreOut)
+@blp.alt_response(422, description="An unknown time zone, or quiet hours that are not HH:MM")
+def patch_store(data: dict[str, Any]) -> Any:
+    """Set the time zone (an IANA name) and the quiet hours, or turn them off with `"quiet_hours": null`.
+
+    Quiet hours hold back what leads to a text message (SMS, and apps whose events start SMS), or everything with
+    `applies_to: all`: an action due inside them waits until they end, in the store's time zone. Test events and
+    Send now are not held back.
+    """
+    session = db_session()
+    store = stores.change_settings(session, current_store(), data)
+    session.commit()
+    return stores.settings(store)
