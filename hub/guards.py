@@ -12,7 +12,7 @@ needs and its staleness window. The hub names no platform.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +38,8 @@ LIVE_STATES = (
     ActionState.DELIVERED,
 )
 REVIEW_EVENT_TYPES = ("review_request",)
+# The lookups evaluate() makes; a caller that knows one would find nothing can say so (known_empty).
+LOOKUPS = ("suppressions", "stopped_orders", "reviewed", "duplicates")
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,8 @@ def capabilities_of(app: str | None) -> Capabilities | None:
         return None
 
 
-def _identities(target: dict[str, Any]) -> list[str]:
+def identities(target: dict[str, Any]) -> list[str]:
+    """The values a suppression may name for this target: email (lower case), phone, external id."""
     values = []
     for name in ("email", "phone", "external_id"):
         if target.get(name):
@@ -113,8 +116,13 @@ def evaluate(
     *,
     at: datetime | None = None,
     integrations: dict[int, Integration] | None = None,
+    known_empty: Collection[str] = (),
 ) -> dict[Any, list[GuardResult]]:
-    """Every guard's result for every subject, keyed by ``Subject.key``."""
+    """Every guard's result for every subject, keyed by ``Subject.key``.
+
+    ``known_empty`` names lookups (of ``LOOKUPS``) the caller has already found to be empty for these
+    subjects, so they are not queried again: ingest checks them all in the one query it makes anyway.
+    """
     if not subjects:
         return {}
     at = at or now()
@@ -125,10 +133,10 @@ def evaluate(
             {i.id: i for i in session.scalars(select(Integration).where(Integration.id.in_(ids)))} if ids else {}
         )
     content = [s for s in subjects if s.trigger in CONTENT_GUARDED_TRIGGERS]
-    suppressed = _suppressions(session, store_ids, content)
-    stopped = _stopped_orders(session, content)
-    reviewed = _reviewed_products(session, content)
-    duplicates = _duplicates(session, content)
+    suppressed = {} if "suppressions" in known_empty else _suppressions(session, store_ids, content)
+    stopped = {} if "stopped_orders" in known_empty else _stopped_orders(session, content)
+    reviewed = {} if "reviewed" in known_empty else _reviewed_products(session, content)
+    duplicates = {} if "duplicates" in known_empty else _duplicates(session, content)
 
     results: dict[Any, list[GuardResult]] = {}
     for s in subjects:
@@ -186,7 +194,7 @@ def _identity(s: Subject, caps: Capabilities | None) -> GuardResult:
 
 def _suppression(s: Subject, suppressed: dict[tuple[int, str], list[Suppression]]) -> GuardResult:
     channels = {"all", s.channel or "", s.app or ""} - {""}
-    for value in _identities(s.target):
+    for value in identities(s.target):
         for row in suppressed.get((s.store_id, value), []):
             if row.channel in channels:
                 code = "unsubscribed" if row.reason == "unsubscribed" else "suppressed"
@@ -243,7 +251,7 @@ def _duplicate(s: Subject, duplicates: dict[tuple[Any, ...], list[int]]) -> Guar
 def _suppressions(
     session: Session, store_ids: set[int], subjects: Sequence[Subject]
 ) -> dict[tuple[int, str], list[Suppression]]:
-    values = {v for s in subjects for v in _identities(s.target)}
+    values = {v for s in subjects for v in identities(s.target)}
     found: dict[tuple[int, str], list[Suppression]] = defaultdict(list)
     if values:
         for row in session.scalars(

@@ -94,6 +94,9 @@ class Store(Base):
     name: Mapped[str] = mapped_column(String(200))
     event_prefix: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Bumped by database triggers (migration 0005) whenever the store's integrations, flows or flow steps
+    # change; ingest caches those per process and checks this counter on every trigger.
+    config_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiToken(Base):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from hub.caches import CachedToken, TokenCache
 from hub.models import ApiToken, Flow, FlowStep, Store
 
 TOKEN_PREFIX = "tdg_"
@@ -54,23 +56,46 @@ def authenticate(session: Session, token: str) -> Store | None:
     return found[0] if found else None
 
 
-def identify(session: Session, token: str) -> tuple[Store, ApiToken] | None:
-    """The store a token belongs to, and the token's row (for naming who did what in the audit log)."""
+LAST_USED_EVERY = 60  # seconds: last_used_at is written at most this often per token
+
+
+def identify(session: Session, token: str, cache: TokenCache | None = None) -> tuple[Store, ApiToken] | None:
+    """The store a token belongs to, and the token's row (for naming who did what in the audit log).
+
+    With a ``cache``, a token read from the database in the last few seconds is trusted without a query
+    (see hub.caches); the rows returned are then transient copies, never attached to a session.
+    """
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
-    found = session.execute(
-        select(ApiToken, Store)
-        .join(Store, Store.id == ApiToken.store_id)
-        .where(ApiToken.token_hash == _hash(token), ApiToken.revoked_at.is_(None))
-    ).first()
-    if found is None:
-        return None
-    row, store = found
+    token_hash = _hash(token)
     now = datetime.now(UTC)
-    if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
+    entry = cache.get(token_hash) if cache is not None else None
+    if entry is None:
+        found = session.execute(
+            select(ApiToken, Store)
+            .join(Store, Store.id == ApiToken.store_id)
+            .where(ApiToken.token_hash == token_hash, ApiToken.revoked_at.is_(None))
+        ).first()
+        if found is None:
+            return None
+        row, store = found
+        entry = CachedToken(
+            token_id=row.id,
+            token_name=row.name,
+            store_id=store.id,
+            store_name=store.name,
+            event_prefix=store.event_prefix,
+            last_used_at=row.last_used_at,
+            read_at=cache.clock() if cache is not None else 0.0,
+        )
+    if entry.last_used_at is None or (now - entry.last_used_at).total_seconds() > LAST_USED_EVERY:
         # Written at most once a minute per token, so a busy integration does not write on every call.
-        session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
-    return store, row
+        session.execute(update(ApiToken).where(ApiToken.id == entry.token_id).values(last_used_at=now))
+        entry = replace(entry, last_used_at=now)
+    if cache is not None:
+        cache.put(token_hash, entry)
+    store = Store(id=entry.store_id, name=entry.store_name, event_prefix=entry.event_prefix)
+    return store, ApiToken(id=entry.token_id, store_id=entry.store_id, name=entry.token_name)
 
 
 def event_name(store: Store, name: str) -> str:
