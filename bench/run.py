@@ -527,6 +527,50 @@ def gunicorn(setup: Setup, app: str, env: dict[str, str]) -> Iterator[str]:
         stop([process])
 
 
+BULK_SIZE = 1000
+
+
+def _bulk_client(url: str, token: str, seconds: float, worker: int, counter: Any, start: Any) -> None:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+    start.wait()
+    deadline = time.perf_counter() + seconds
+    batch, accepted = 0, 0
+    while time.perf_counter() < deadline:
+        triggers = [
+            {
+                "type": "order.fulfilled",
+                "customer": {"email": f"b{worker}-{batch}-{n}@example.com"},
+                "order": {"id": f"b{worker}-{batch}-{n}", "items": [{"product_id": "p-1", "name": "Linen Shirt"}]},
+            }
+            for n in range(BULK_SIZE)
+        ]
+        answer = session.post(url, json={"triggers": triggers}, timeout=60)
+        accepted += answer.json()["accepted"]
+        batch += 1
+    with counter.get_lock():
+        counter.value += accepted
+
+
+def drive_bulk(url: str, token: str, seconds: float, clients: int = 2) -> tuple[float, float]:
+    """Triggers accepted per second, and the seconds it took (the last batches end after the deadline)."""
+    counter = multiprocessing.Value("i", 0)
+    start = multiprocessing.Event()
+    processes = [
+        multiprocessing.Process(target=_bulk_client, args=(url, token, seconds, i, counter, start))
+        for i in range(clients)
+    ]
+    for p in processes:
+        p.start()
+    time.sleep(0.5)
+    began = time.perf_counter()
+    start.set()
+    for p in processes:
+        p.join()
+    elapsed = time.perf_counter() - began
+    return counter.value / elapsed, elapsed
+
+
 def p5(setup: Setup, seconds: float) -> dict[str, Any]:
     _, _, token = make_store(setup)
     with gunicorn(setup, "bench.ingest_ceiling:app", {**os.environ, "BENCH_REDIS_URL": setup.redis_url}) as url:
@@ -535,12 +579,14 @@ def p5(setup: Setup, seconds: float) -> dict[str, Any]:
     with gunicorn(setup, "hub.app:create_app()", setup.env()) as url:
         time.sleep(0.5)
         rate = drive(f"{url}/api/v1/triggers", token, seconds)
+        bulk_rate, _ = drive_bulk(f"{url}/api/v1/triggers/bulk", token, seconds)
     return {
         "gunicorn": " ".join(P5_GUNICORN),
         "ceiling_requests_per_second": round(ceiling_rate, 1),
         "requests_per_second": round(rate, 1),
         "ratio": round(rate / ceiling_rate, 2) if ceiling_rate else None,
-        "bulk": "not built yet",
+        "bulk_batch": BULK_SIZE,
+        "bulk_triggers_per_second": round(bulk_rate, 1),
     }
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import and_, bindparam, exists, insert, literal, or_, select, tr
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from hub import guards
+from hub import guards, pgcopy
 from hub.caches import FlowConfig, StepConfig, StoreConfig, StoreConfigCache
 from hub.models import (
     Action,
@@ -306,7 +306,7 @@ ACTION_DEFAULTS = {"attempt_count": 0, "failure_count": 0, "rate_limited_count":
 
 
 def insert_actions(session: Session, actions: list[Action]) -> None:
-    """Write new actions in one statement (a multi-row INSERT ... RETURNING) and give them their ids."""
+    """Write new actions in one statement (COPY, or a multi-row INSERT ... RETURNING) and give them their ids."""
     if not actions:
         return
     table = Action.__table__
@@ -318,12 +318,8 @@ def insert_actions(session: Session, actions: list[Action]) -> None:
                 setattr(action, name, value)
         action.created_at = action.updated_at = now
         rows.append(columns_of(action, table, skip=("id",)))
-    ids = session.execute(_INSERT_ACTIONS, rows).scalars().all()
-    for action, action_id in zip(actions, ids, strict=True):
+    for action, action_id in zip(actions, pgcopy.insert_rows(session, table, rows), strict=True):
         action.id = action_id
-
-
-_INSERT_ACTIONS = insert(Action.__table__).returning(Action.__table__.c.id, sort_by_parameter_order=True)
 
 
 def columns_of(instance: Any, table: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:

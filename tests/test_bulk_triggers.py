@@ -220,3 +220,41 @@ def test_an_existing_customer_is_found_and_updated(api: Api, rt: Runtime) -> Non
     with rt.db.session() as session:
         [customer] = session.scalars(select(Customer)).all()
     assert (customer.email, customer.last_name) == ("ada@example.com", "Lovelace")
+
+
+def test_a_large_batch_is_written_whole_with_repeats_answered(api: Api, rt: Runtime) -> None:
+    api.post("/api/v1/integrations", json={"app": "sandbox"})
+    earlier = [api.post("/api/v1/triggers", json=order_trigger(str(n))).json for n in range(5)]
+    triggers = [order_trigger(str(n), customer={"email": f"c{n}@example.com"}) for n in range(120)]
+    results = bulk(api, triggers).json["results"]
+    assert [r["status"] for r in results] == ["duplicate"] * 5 + ["accepted"] * 115
+    assert [r["trigger_id"] for r in results[:5]] == [e["id"] for e in earlier]
+    actions = {a["id"]: a for a in api.get("/api/v1/actions", query_string={"limit": 200}).json["data"]}
+    for result in results[5:]:
+        [action_id] = result["actions"]
+        assert actions[action_id]["trigger_id"] == result["trigger_id"]
+        assert actions[action_id]["order_id"] == str(result["index"])
+        assert actions[action_id]["target"]["email"] == f"c{result['index']}@example.com"
+    assert counts(rt) == (120, 120, 116)
+
+
+def test_a_trigger_stored_concurrently_between_the_check_and_the_write_is_a_duplicate(
+    api: Api, rt: Runtime, monkeypatch: Any
+) -> None:
+    from hub import bulk_ingest
+
+    api.post("/api/v1/integrations", json={"app": "sandbox"})
+    first = api.post("/api/v1/triggers", json=order_trigger("0")).json
+    real = bulk_ingest._existing_triggers
+    calls: list[int] = []
+
+    def misses_the_first_time(*args: Any) -> dict[str, int]:
+        calls.append(1)
+        return {} if len(calls) == 1 else real(*args)  # as if "0" was stored just after the check
+
+    monkeypatch.setattr(bulk_ingest, "_existing_triggers", misses_the_first_time)
+    triggers = [order_trigger(str(n), customer={"email": f"c{n}@example.com"}) for n in range(60)]
+    results = bulk(api, triggers).json["results"]
+    assert results[0]["status"] == "duplicate" and results[0]["trigger_id"] == first["id"]
+    assert [r["status"] for r in results[1:]] == ["accepted"] * 59
+    assert counts(rt)[:2] == (60, 60)

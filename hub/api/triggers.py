@@ -86,10 +86,11 @@ def post_triggers_bulk() -> Any:
     `idempotency_key`, which is to it what the Idempotency-Key header is to a single trigger.
     """
     items = _bulk_items()
-    valid, rejected = bulk_ingest.validate(items)
-    session = db_session()
-    accepted = bulk_ingest.ingest_many(session, current_store(), valid, cache=runtime().caches.stores)
-    session.commit()
+    with bulk_ingest.collector_paused():
+        valid, rejected = bulk_ingest.validate(items)
+        session = db_session()
+        accepted = bulk_ingest.ingest_many(session, current_store(), valid, cache=runtime().caches.stores)
+        session.commit()
     results = sorted(accepted + rejected, key=lambda r: r.index)
     counts = {status: sum(1 for r in results if r.status == status) for status in BULK_STATUSES}
     return {
