@@ -501,24 +501,92 @@ def drive(url: str, token: str, seconds: float, clients: int = 4) -> float:
     return counter.value / seconds  # type: ignore[no-any-return]
 
 
-def p5(setup: Setup, seconds: float) -> dict[str, Any]:
-    _, _, token = make_store(setup)
+# The same gunicorn settings for the ceiling and the hub (BENCH_P5_GUNICORN overrides, e.g. to compare
+# worker classes): two workers, as the Procfile runs by default.
+P5_GUNICORN = os.environ.get("BENCH_P5_GUNICORN", "--workers 2").split()
+
+
+@contextmanager
+def gunicorn(setup: Setup, app: str, env: dict[str, str]) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "bench.ingest_ceiling:app", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+        [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", *P5_GUNICORN,
          "--no-control-socket", "--log-level", "warning"],
-        env={**os.environ, "BENCH_REDIS_URL": setup.redis_url}, cwd=ROOT, start_new_session=True,
+        env=env, cwd=ROOT, start_new_session=True,
     )  # fmt: skip
-    time.sleep(1.5)
-    ceiling_rate = drive(f"http://127.0.0.1:{port}/ingest", token, seconds)
-    stop([process])
-    with web(setup, free_port()) as url:
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            requests.get(f"{url}/healthz", timeout=1)
+            break
+        except requests.RequestException:
+            time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        stop([process])
+
+
+BULK_SIZE = 1000
+
+
+def _bulk_client(url: str, token: str, seconds: float, worker: int, counter: Any, start: Any) -> None:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+    start.wait()
+    deadline = time.perf_counter() + seconds
+    batch, accepted = 0, 0
+    while time.perf_counter() < deadline:
+        triggers = [
+            {
+                "type": "order.fulfilled",
+                "customer": {"email": f"b{worker}-{batch}-{n}@example.com"},
+                "order": {"id": f"b{worker}-{batch}-{n}", "items": [{"product_id": "p-1", "name": "Linen Shirt"}]},
+            }
+            for n in range(BULK_SIZE)
+        ]
+        answer = session.post(url, json={"triggers": triggers}, timeout=60)
+        accepted += answer.json()["accepted"]
+        batch += 1
+    with counter.get_lock():
+        counter.value += accepted
+
+
+def drive_bulk(url: str, token: str, seconds: float, clients: int = 2) -> tuple[float, float]:
+    """Triggers accepted per second, and the seconds it took (the last batches end after the deadline)."""
+    counter = multiprocessing.Value("i", 0)
+    start = multiprocessing.Event()
+    processes = [
+        multiprocessing.Process(target=_bulk_client, args=(url, token, seconds, i, counter, start))
+        for i in range(clients)
+    ]
+    for p in processes:
+        p.start()
+    time.sleep(0.5)
+    began = time.perf_counter()
+    start.set()
+    for p in processes:
+        p.join()
+    elapsed = time.perf_counter() - began
+    return counter.value / elapsed, elapsed
+
+
+def p5(setup: Setup, seconds: float) -> dict[str, Any]:
+    _, _, token = make_store(setup)
+    with gunicorn(setup, "bench.ingest_ceiling:app", {**os.environ, "BENCH_REDIS_URL": setup.redis_url}) as url:
+        time.sleep(0.5)
+        ceiling_rate = drive(f"{url}/ingest", token, seconds)
+    with gunicorn(setup, "hub.app:create_app()", setup.env()) as url:
+        time.sleep(0.5)
         rate = drive(f"{url}/api/v1/triggers", token, seconds)
+        bulk_rate, _ = drive_bulk(f"{url}/api/v1/triggers/bulk", token, seconds)
     return {
+        "gunicorn": " ".join(P5_GUNICORN),
         "ceiling_requests_per_second": round(ceiling_rate, 1),
         "requests_per_second": round(rate, 1),
         "ratio": round(rate / ceiling_rate, 2) if ceiling_rate else None,
-        "bulk": "not built yet",
+        "bulk_batch": BULK_SIZE,
+        "bulk_triggers_per_second": round(bulk_rate, 1),
     }
 
 

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, bindparam, exists, insert, literal, or_, select, true, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from hub.models import Action, ActionState, Actor, Customer, Flow, Integration, IntegrationState, Store, Trigger
+from hub import guards, pgcopy, quiet
+from hub.caches import FlowConfig, StepConfig, StoreConfig, StoreConfigCache
+from hub.models import (
+    Action,
+    ActionState,
+    Actor,
+    Customer,
+    Flow,
+    FlowStep,
+    Integration,
+    IntegrationState,
+    Store,
+    Suppression,
+    Trigger,
+)
 from hub.stores import event_name
 from schemas.events import EventPayload
 from schemas.triggers import ORDER_STOPPERS
@@ -45,30 +61,11 @@ def dedupe_key(data: dict[str, Any], header_key: str | None) -> str:
     return f"body:{hashlib.sha256(body.encode()).hexdigest()}"
 
 
-def upsert_customer(session: Session, store_id: int, data: dict[str, Any]) -> Customer:
-    """Find the customer by external id, then email, then phone; create one if none matches."""
-    clauses = []
-    for key in ("external_id", "email", "phone"):
-        if data.get(key):
-            clauses.append(getattr(Customer, key) == data[key])
-    customer = session.scalars(
-        select(Customer).where(Customer.store_id == store_id, or_(*clauses)).order_by(Customer.id).limit(1)
-    ).first()
-    if customer is None:
-        customer = Customer(store_id=store_id)
-        session.add(customer)
-    for key in ("email", "phone", "first_name", "last_name", "external_id"):
-        if data.get(key):
-            setattr(customer, key, data[key])
-    session.flush()
-    return customer
-
-
 def target_of(customer: dict[str, Any]) -> dict[str, str]:
     return {k: customer[k] for k in ("email", "phone", "external_id") if customer.get(k)}
 
 
-def event_properties(store: Store, data: dict[str, Any], flow: Flow | None) -> dict[str, Any]:
+def event_properties(store: Store, data: dict[str, Any], flow: FlowConfig | None) -> dict[str, Any]:
     properties: dict[str, Any] = {"store": store.name, "trigger": data["type"]}
     if flow is not None:
         properties["flow"] = flow.name
@@ -81,43 +78,213 @@ def event_properties(store: Store, data: dict[str, Any], flow: Flow | None) -> d
     return properties
 
 
-def ingest(session: Session, store: Store, data: dict[str, Any], header_key: str | None = None) -> Ingested:
-    """Record a trigger and create its actions, or return the ones created the first time it came."""
+def ingest(
+    session: Session,
+    store: Store,
+    data: dict[str, Any],
+    header_key: str | None = None,
+    *,
+    cache: StoreConfigCache | None = None,
+) -> Ingested:
+    """Record a trigger and create its actions, or return the ones created the first time it came.
+
+    The round trips are few, since every trigger pays for them: one query reads what ingest needs to know
+    before writing (whether the trigger was seen, the customer, the store's config version, and whether
+    any suppression, order stopper, review or earlier action could concern it), then one statement each
+    writes the customer (when new or changed), the trigger and its actions. The caller commits.
+    """
     key = dedupe_key(data, header_key)
-    existing = _existing(session, store.id, key)
-    if existing is not None:
-        return existing
+    customer_in = data["customer"]
+    order_id = (data.get("order") or {}).get("id")
+    front = _look_ahead(session, store.id, key, customer_in, order_id)
+    if front.existing_trigger is not None:
+        return _existing(session, store.id, key) or _race_lost(session, store.id, key)
+    config = store_config(session, store.id, front.config_version, cache)
     occurred_at = data.get("occurred_at") or datetime.now(UTC)
-    customer = upsert_customer(session, store.id, data["customer"])
+    customer_id = write_customer(session, store.id, front.customer, customer_in)
     trigger = Trigger(
         store_id=store.id,
         type=data["type"],
         dedupe_key=key,
-        order_id=(data.get("order") or {}).get("id"),
-        customer_id=customer.id,
+        order_id=order_id,
+        customer_id=customer_id,
         occurred_at=occurred_at,
         payload=json.loads(json.dumps(data, default=str)),
+        created_at=datetime.now(UTC),
     )
-    session.add(trigger)
-    try:
-        session.flush()
-    except IntegrityError:
+    trigger.id = session.execute(
+        insert_trigger_statement(session.get_bind().dialect.name), columns_of(trigger, Trigger.__table__, skip=("id",))
+    ).scalar()
+    if trigger.id is None:
         # The same trigger arrived concurrently and won the race: answer with what it created.
-        session.rollback()
-        found = _existing(session, store.id, key)
-        if found is None:
-            raise
-        return found
+        return _race_lost(session, store.id, key)
 
-    integrations = session.scalars(
-        select(Integration).where(Integration.store_id == store.id, Integration.state != IntegrationState.DISCONNECTED)
+    actions = build_actions(store, config, data, trigger)
+    cancelled = stop_order(session, store.id, data["type"], trigger.order_id) if data["type"] in ORDER_STOPPERS else 0
+    known_empty = {name for name, found in front.concerns.items() if not found}
+    if data["type"] in ORDER_STOPPERS:
+        known_empty.discard("stopped_orders")  # this very trigger stops its order
+    if data["type"] == "review.submitted":
+        known_empty.discard("reviewed")  # this very review counts
+    apply_guards(
+        session,
+        actions,
+        config.integrations_by_id(),
+        known_empty=known_empty,
+        quiet_hours={store.id: config.quiet_hours},
+    )
+    insert_actions(session, actions)
+    return Ingested(trigger=trigger, actions=actions, duplicate=False, cancelled=cancelled)
+
+
+@dataclass
+class _Front:
+    config_version: int
+    existing_trigger: int | None
+    customer: dict[str, Any] | None  # the customer the trigger names, as stored
+    concerns: dict[str, bool]  # guard lookup → might it find something (False: it surely finds nothing)
+
+
+CUSTOMER_FIELDS = ("email", "phone", "first_name", "last_name", "external_id")
+IDENTITY_FIELDS = ("external_id", "email", "phone")
+
+
+def _customer_match(store_id: Any, customer: Any, fields: tuple[str, ...]) -> Any:
+    """Customers are found by external id, email or phone: the oldest that matches any of them."""
+    return and_(Customer.store_id == store_id, or_(*(getattr(Customer, k) == customer[k] for k in fields)))
+
+
+@functools.lru_cache(maxsize=64)
+def _look_ahead_statement(fields: tuple[str, ...], with_order: bool) -> Any:
+    """The look-ahead query for one shape of trigger (which identities it has, whether it has an order),
+    built once: building a statement costs more Python than running it."""
+    store_id, key, order_id = bindparam("store_id"), bindparam("key"), bindparam("order_id")
+    given = {k: bindparam(k) for k in fields}
+    table = Customer.__table__
+    found = (
+        select(*(table.c[k] for k in ("id", *CUSTOMER_FIELDS)))
+        .where(_customer_match(store_id, given, fields))
+        .order_by(table.c.id)
+        .limit(1)
+        .subquery("customer")
+    )
+    anchor = select(literal(1).label("one")).subquery("anchor")
+    checks: dict[str, Any] = {
+        "suppressions": exists().where(
+            Suppression.store_id == store_id, Suppression.value.in_(bindparam("values", expanding=True))
+        ),
+        "reviewed": exists().where(
+            Trigger.store_id == store_id,
+            Trigger.type == "review.submitted",
+            Trigger.customer_id.in_(select(Customer.id).where(_customer_match(store_id, given, fields))),
+        ),
+    }
+    if with_order:
+        checks["stopped_orders"] = exists().where(
+            Trigger.store_id == store_id, Trigger.order_id == order_id, Trigger.type.in_(ORDER_STOPPERS)
+        )
+        checks["duplicates"] = exists().where(
+            Action.store_id == store_id,
+            Action.order_id == order_id,
+            Action.state.in_(guards.LIVE_STATES),
+            Action.trigger == "auto",
+        )
+    return select(
+        select(Store.config_version).where(Store.id == store_id).scalar_subquery().label("config_version"),
+        select(Trigger.id)
+        .where(Trigger.store_id == store_id, Trigger.dedupe_key == key)
+        .scalar_subquery()
+        .label("existing_trigger"),
+        *(check.label(name) for name, check in checks.items()),
+        *found.c,
+    ).select_from(anchor.outerjoin(found, true()))
+
+
+def _look_ahead(session: Session, store_id: int, key: str, customer: dict[str, Any], order_id: str | None) -> _Front:
+    """Everything ingest reads before it writes, in one query."""
+    fields = tuple(k for k in IDENTITY_FIELDS if customer.get(k))
+    params = {"store_id": store_id, "key": key, "values": guards.identities(target_of(customer))}
+    params.update({k: customer[k] for k in fields})
+    if order_id:
+        params["order_id"] = order_id
+    row = session.execute(_look_ahead_statement(fields, bool(order_id)), params).one()._mapping
+    concerns = {name: bool(row[name]) if name in row else False for name in guards.LOOKUPS}
+    stored = {k: row[k] for k in ("id", *CUSTOMER_FIELDS)} if row["id"] is not None else None
+    return _Front(row["config_version"] or 0, row["existing_trigger"], stored, concerns)
+
+
+def write_customer(session: Session, store_id: int, stored: dict[str, Any] | None, given: dict[str, Any]) -> int:
+    """Create the customer, or update what the trigger says differently; the customer's id."""
+    values = {k: given[k] for k in CUSTOMER_FIELDS if given.get(k)}
+    table = Customer.__table__
+    now = datetime.now(UTC)
+    if stored is None:
+        return session.execute(  # type: ignore[no-any-return]
+            _INSERT_CUSTOMER, {"store_id": store_id, "created_at": now, "updated_at": now, **values}
+        ).scalar_one()
+    changed = {k: v for k, v in values.items() if stored.get(k) != v}
+    if changed:
+        session.execute(update(table).where(table.c.id == stored["id"]).values(updated_at=now, **changed))
+    return stored["id"]  # type: ignore[no-any-return]
+
+
+_INSERT_CUSTOMER = insert(Customer.__table__).returning(Customer.__table__.c.id)
+
+
+def store_config(session: Session, store_id: int, version: int, cache: StoreConfigCache | None) -> StoreConfig:
+    """The store's enabled flows and usable integrations, from the cache when its version is current."""
+    config = cache.get(store_id, version) if cache is not None else None
+    if config is None:
+        config = load_store_config(session, store_id, version)
+        if cache is not None:
+            cache.put(store_id, config)
+    return config
+
+
+def load_store_config(session: Session, store_id: int, version: int) -> StoreConfig:
+    integrations = {}
+    table = Integration.__table__
+    for row in session.execute(
+        select(*(c for c in table.c if c.key != "credentials")).where(
+            table.c.store_id == store_id, table.c.state != IntegrationState.DISCONNECTED
+        )
+    ):
+        integrations[row.app] = Integration(**row._mapping)  # a transient copy, credentials left out
+    flow_rows = session.execute(
+        select(Flow.id, Flow.name, Flow.trigger)
+        .where(Flow.store_id == store_id, Flow.enabled.is_(True))
+        .order_by(Flow.id)
     ).all()
-    by_app = {i.app: i for i in integrations}
-    flows = session.scalars(
-        select(Flow).where(Flow.store_id == store.id, Flow.trigger == data["type"], Flow.enabled.is_(True))
-    ).all()
+    steps: dict[int, list[StepConfig]] = {}
+    if flow_rows:
+        step_table = FlowStep.__table__
+        for row in session.execute(
+            select(step_table)
+            .where(step_table.c.flow_id.in_([f.id for f in flow_rows]))
+            .order_by(step_table.c.flow_id, step_table.c.position)
+        ):
+            values = dict(row._mapping)
+            steps.setdefault(values.pop("flow_id"), []).append(StepConfig(**values))
+    flows = tuple(FlowConfig(f.id, f.name, f.trigger, tuple(steps.get(f.id, ()))) for f in flow_rows)
+    settings = session.execute(
+        select(Store.timezone, Store.quiet_hours_start, Store.quiet_hours_end, Store.quiet_hours_applies_to).where(
+            Store.id == store_id
+        )
+    ).one()
+    return StoreConfig(
+        version=version,
+        flows=flows,
+        integrations=integrations,
+        quiet_hours=quiet.QuietHours.of(settings),  # type: ignore[arg-type]
+    )
+
+
+def build_actions(store: Store, config: StoreConfig, data: dict[str, Any], trigger: Trigger) -> list[Action]:
+    """One action per step of every enabled flow the trigger starts, and per app the step goes to."""
+    by_app = config.integrations
     actions: list[Action] = []
-    for flow in flows:
+    occurred_at = trigger.occurred_at
+    for flow in config.by_trigger.get(data["type"], ()):
         for step in flow.steps:
             run_at = occurred_at + timedelta(seconds=step.delay_seconds)
             if step.kind != "event":
@@ -140,30 +307,84 @@ def ingest(session: Session, store: Store, data: dict[str, Any], header_key: str
                     occurred_at=run_at,
                     run_at=run_at,
                     trigger="auto",
-                    key=idempotency_key(store.id, key, step.id, app),
+                    key=idempotency_key(store.id, trigger.dedupe_key, step.id, app),
                 )
                 action.flow_id, action.step_id, action.trigger_id, action.customer_id = (
                     flow.id,
                     step.id,
                     trigger.id,
-                    customer.id,
+                    trigger.customer_id,
                 )
                 action.order_id = trigger.order_id
                 actions.append(action)
-    cancelled = stop_order(session, store.id, data["type"], trigger.order_id) if data["type"] in ORDER_STOPPERS else 0
-    apply_guards(session, actions, {i.id: i for i in integrations})
-    session.add_all(actions)
-    session.flush()
-    return Ingested(trigger=trigger, actions=actions, duplicate=False, cancelled=cancelled)
+    return actions
 
 
-def apply_guards(session: Session, actions: list[Action], integrations: dict[int, Integration]) -> None:
+@functools.cache
+def action_defaults() -> dict[str, Any]:
+    """The model's scalar column defaults, which a Core insert (unlike the ORM) would not fill in."""
+    return {
+        c.key: c.default.arg  # type: ignore[union-attr]
+        for c in Action.__table__.c
+        if c.default is not None and c.default.is_scalar and c.key not in ("created_at", "updated_at")
+    }
+
+
+def insert_actions(session: Session, actions: list[Action]) -> None:
+    """Write new actions in one statement (COPY, or a multi-row INSERT ... RETURNING) and give them their ids."""
+    if not actions:
+        return
+    table = Action.__table__
+    now = datetime.now(UTC)
+    rows = []
+    for action in actions:
+        for name, value in action_defaults().items():
+            if getattr(action, name) is None:
+                setattr(action, name, value)
+        action.created_at = action.updated_at = now
+        rows.append(columns_of(action, table, skip=("id",)))
+    for action, action_id in zip(actions, pgcopy.insert_rows(session, table, rows), strict=True):
+        action.id = action_id
+
+
+def columns_of(instance: Any, table: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {c.key: getattr(instance, c.key) for c in table.c if c.key not in skip}
+
+
+@functools.cache
+def insert_trigger_statement(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (store_id, dedupe_key) DO NOTHING RETURNING id, on PostgreSQL and SQLite alike:
+    a trigger that lost a race returns no row."""
+    table = Trigger.__table__
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return statement.on_conflict_do_nothing(index_elements=["store_id", "dedupe_key"]).returning(
+        table.c.id, table.c.dedupe_key
+    )
+
+
+def _race_lost(session: Session, store_id: int, key: str) -> Ingested:
+    session.rollback()  # nothing of ours is kept: the customer write goes too
+    found = _existing(session, store_id, key)
+    if found is None:
+        raise RuntimeError(f"trigger {key!r} conflicted, and then was not found")
+    return found
+
+
+def apply_guards(
+    session: Session,
+    actions: list[Action],
+    integrations: dict[int, Integration],
+    known_empty: Collection[str] = (),
+    quiet_hours: dict[int, quiet.QuietHours | None] | None = None,
+) -> None:
     """Guards at scheduling: an action that must not go is created skipped, with the guard's reason; one due in
     the store's quiet hours is scheduled for their end."""
-    from hub import guards
-
     results = guards.evaluate(
-        session, [guards.Subject.of(a, key=n) for n, a in enumerate(actions)], integrations=integrations
+        session,
+        [guards.Subject.of(a, key=n) for n, a in enumerate(actions)],
+        integrations=integrations,
+        known_empty=known_empty,
+        quiet_hours=quiet_hours,
     )
     for n, action in enumerate(actions):
         failed = guards.first_failure(results[n])

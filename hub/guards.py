@@ -16,7 +16,7 @@ Quiet hours (hub.quiet) neither skip nor hold: they move the action to the end o
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,6 +43,8 @@ LIVE_STATES = (
     ActionState.DELIVERED,
 )
 REVIEW_EVENT_TYPES = ("review_request",)
+# The lookups evaluate() makes; a caller that knows one would find nothing can say so (known_empty).
+LOOKUPS = ("suppressions", "stopped_orders", "reviewed", "duplicates")
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,8 @@ def capabilities_of(app: str | None) -> Capabilities | None:
         return None
 
 
-def _identities(target: dict[str, Any]) -> list[str]:
+def identities(target: dict[str, Any]) -> list[str]:
+    """The values a suppression may name for this target: email (lower case), phone, external id."""
     values = []
     for name in ("email", "phone", "external_id"):
         if target.get(name):
@@ -123,8 +126,15 @@ def evaluate(
     *,
     at: datetime | None = None,
     integrations: dict[int, Integration] | None = None,
+    known_empty: Collection[str] = (),
+    quiet_hours: dict[int, quiet.QuietHours | None] | None = None,
 ) -> dict[Any, list[GuardResult]]:
-    """Every guard's result for every subject, keyed by ``Subject.key``."""
+    """Every guard's result for every subject, keyed by ``Subject.key``.
+
+    ``known_empty`` names lookups (of ``LOOKUPS``) the caller has already found to be empty for these
+    subjects, so they are not queried again: ingest checks them all in the one query it makes anyway.
+    ``quiet_hours`` gives the stores' quiet hours by store id when the caller has them (ingest's store config).
+    """
     if not subjects:
         return {}
     at = at or now()
@@ -135,12 +145,12 @@ def evaluate(
             {i.id: i for i in session.scalars(select(Integration).where(Integration.id.in_(ids)))} if ids else {}
         )
     content = [s for s in subjects if s.trigger in CONTENT_GUARDED_TRIGGERS]
-    suppressed = _suppressions(session, store_ids, content)
-    stopped = _stopped_orders(session, content)
-    reviewed = _reviewed_products(session, content)
-    duplicates = _duplicates(session, content)
-    # Usually already in the session (the API's store, the ingest's): no query then.
-    quiet_hours = {sid: quiet.QuietHours.of(session.get(Store, sid)) for sid in store_ids}
+    suppressed = {} if "suppressions" in known_empty else _suppressions(session, store_ids, content)
+    stopped = {} if "stopped_orders" in known_empty else _stopped_orders(session, content)
+    reviewed = {} if "reviewed" in known_empty else _reviewed_products(session, content)
+    duplicates = {} if "duplicates" in known_empty else _duplicates(session, content)
+    if quiet_hours is None:  # the caller (ingest) may know them already; else the stores are usually in the session
+        quiet_hours = {sid: quiet.QuietHours.of(session.get(Store, sid)) for sid in store_ids}
 
     results: dict[Any, list[GuardResult]] = {}
     for s in subjects:
@@ -201,7 +211,7 @@ def _identity(s: Subject, caps: Capabilities | None) -> GuardResult:
 
 def _suppression(s: Subject, suppressed: dict[tuple[int, str], list[Suppression]]) -> GuardResult:
     channels = {"all", s.channel or "", s.app or ""} - {""}
-    for value in _identities(s.target):
+    for value in identities(s.target):
         for row in suppressed.get((s.store_id, value), []):
             if row.channel in channels:
                 code = "unsubscribed" if row.reason == "unsubscribed" else "suppressed"
@@ -272,7 +282,7 @@ def _quiet_hours(s: Subject, hours: quiet.QuietHours | None, caps: Capabilities 
 def _suppressions(
     session: Session, store_ids: set[int], subjects: Sequence[Subject]
 ) -> dict[tuple[int, str], list[Suppression]]:
-    values = {v for s in subjects for v in _identities(s.target)}
+    values = {v for s in subjects for v in identities(s.target)}
     found: dict[tuple[int, str], list[Suppression]] = defaultdict(list)
     if values:
         for row in session.scalars(

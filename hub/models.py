@@ -101,6 +101,9 @@ class Store(Base):
     quiet_hours_start: Mapped[int | None] = mapped_column(Integer)
     quiet_hours_end: Mapped[int | None] = mapped_column(Integer)
     quiet_hours_applies_to: Mapped[str] = mapped_column(String(8), default="sms", server_default="sms")  # sms | all
+    # Bumped by database triggers (migration 0004) whenever the store's integrations, flows or flow steps
+    # change; ingest caches those per process and checks this counter on every trigger.
+    config_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiToken(Base):

@@ -16,6 +16,7 @@ from rq import Queue
 from connectors.http import HttpClient
 from hub import embedded_redis
 from hub.backoff import RetryPolicy
+from hub.caches import Caches
 from hub.config import Config, load
 from hub.crypto import SecretBox
 from hub.db import Database
@@ -47,6 +48,11 @@ class Runtime:
     @cached_property
     def queue(self) -> Queue:
         return Queue(self.config.queue, connection=self.redis)
+
+    @cached_property
+    def caches(self) -> Caches:
+        """This process's ingest caches (tokens, store configuration); see hub.caches."""
+        return Caches()
 
     @cached_property
     def limiter(self) -> RateLimiter:

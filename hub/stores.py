@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hub import quiet
+from hub.caches import CachedToken, TokenCache
 from hub.models import ApiToken, Flow, FlowStep, Store
 from schemas.stores import parse_clock
 
@@ -57,23 +59,46 @@ def authenticate(session: Session, token: str) -> Store | None:
     return found[0] if found else None
 
 
-def identify(session: Session, token: str) -> tuple[Store, ApiToken] | None:
-    """The store a token belongs to, and the token's row (for naming who did what in the audit log)."""
+LAST_USED_EVERY = 60  # seconds: last_used_at is written at most this often per token
+
+
+def identify(session: Session, token: str, cache: TokenCache | None = None) -> tuple[Store, ApiToken] | None:
+    """The store a token belongs to, and the token's row (for naming who did what in the audit log).
+
+    With a ``cache``, a token read from the database in the last few seconds is trusted without a query
+    (see hub.caches); the rows returned are then transient copies, never attached to a session.
+    """
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
-    found = session.execute(
-        select(ApiToken, Store)
-        .join(Store, Store.id == ApiToken.store_id)
-        .where(ApiToken.token_hash == _hash(token), ApiToken.revoked_at.is_(None))
-    ).first()
-    if found is None:
-        return None
-    row, store = found
+    token_hash = _hash(token)
     now = datetime.now(UTC)
-    if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
+    entry = cache.get(token_hash) if cache is not None else None
+    if entry is None:
+        found = session.execute(
+            select(ApiToken, Store)
+            .join(Store, Store.id == ApiToken.store_id)
+            .where(ApiToken.token_hash == token_hash, ApiToken.revoked_at.is_(None))
+        ).first()
+        if found is None:
+            return None
+        row, store = found
+        entry = CachedToken(
+            token_id=row.id,
+            token_name=row.name,
+            store_id=store.id,
+            store_name=store.name,
+            event_prefix=store.event_prefix,
+            last_used_at=row.last_used_at,
+            read_at=cache.clock() if cache is not None else 0.0,
+        )
+    if entry.last_used_at is None or (now - entry.last_used_at).total_seconds() > LAST_USED_EVERY:
         # Written at most once a minute per token, so a busy integration does not write on every call.
-        session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
-    return store, row
+        session.execute(update(ApiToken).where(ApiToken.id == entry.token_id).values(last_used_at=now))
+        entry = replace(entry, last_used_at=now)
+    if cache is not None:
+        cache.put(token_hash, entry)
+    store = Store(id=entry.store_id, name=entry.store_name, event_prefix=entry.event_prefix)
+    return store, ApiToken(id=entry.token_id, store_id=entry.store_id, name=entry.token_name)
 
 
 def event_name(store: Store, name: str) -> str:
@@ -105,5 +130,8 @@ def change_settings(session: Session, store: Store, data: dict[str, Any]) -> Sto
         else:
             store.quiet_hours_start, store.quiet_hours_end = parse_clock(hours["start"]), parse_clock(hours["end"])
             store.quiet_hours_applies_to = hours["applies_to"]
+    # Ingest caches the store's config per process (hub.caches) and reloads it when this changes.
+    store.config_version = Store.config_version + 1  # type: ignore[assignment]
     session.flush()
+    session.refresh(store)
     return store

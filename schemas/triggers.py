@@ -78,3 +78,42 @@ class TriggerIn(ma.Schema):
             raise ma.ValidationError(f"An {kind} trigger needs its order.", field_name="order")
         if kind == "review.submitted" and not data.get("review"):
             raise ma.ValidationError("A review.submitted trigger needs its review.", field_name="review")
+
+
+MAX_BULK_TRIGGERS = 1000
+BULK_STATUSES = ("accepted", "duplicate", "rejected")
+
+
+class BulkTriggerIn(TriggerIn):
+    """One trigger of a bulk request: a trigger as POST /triggers takes it, with its own idempotency key."""
+
+    idempotency_key = fields.String(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "What the Idempotency-Key header is to a single trigger."},
+    )
+
+
+class BulkTriggersIn(ma.Schema):
+    """The JSON form of a bulk request (the NDJSON form is one trigger per line)."""
+
+    triggers = fields.List(
+        fields.Nested(BulkTriggerIn), required=True, validate=validate.Length(min=1, max=MAX_BULK_TRIGGERS)
+    )
+
+
+class BulkItemOut(ma.Schema):
+    index = fields.Integer(metadata={"description": "The trigger's position in the request, from 0."})
+    status = fields.String(validate=validate.OneOf(BULK_STATUSES))
+    trigger_id = fields.Integer(allow_none=True)
+    actions = fields.List(fields.Integer(), metadata={"description": "Ids of the trigger's actions."})
+    cancelled = fields.Integer(metadata={"description": "Waiting actions an order stopper cancelled."})
+    errors = fields.Dict(
+        keys=fields.String(), values=fields.List(fields.String()), metadata={"description": "Field errors."}
+    )
+
+
+class BulkTriggersOut(ma.Schema):
+    accepted = fields.Integer()
+    duplicates = fields.Integer()
+    rejected = fields.Integer()
+    results = fields.List(fields.Nested(BulkItemOut))

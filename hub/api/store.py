@@ -8,6 +8,7 @@ from flask_smorest import Blueprint
 
 from hub import stores
 from hub.api import authenticate, current_store, db_session
+from hub.models import Store
 from schemas.stores import StoreOut, StorePatch
 
 blp = Blueprint("store", __name__, description="The store the API token belongs to, and its settings.")
@@ -17,7 +18,7 @@ blp.before_request(authenticate)
 @blp.route("/store", methods=["GET"])
 @blp.response(200, StoreOut)
 def get_store() -> Any:
-    return stores.settings(current_store())
+    return stores.settings(db_session().get(Store, current_store().id))
 
 
 @blp.route("/store", methods=["PATCH"])
@@ -32,6 +33,6 @@ def patch_store(data: dict[str, Any]) -> Any:
     Send now are not held back.
     """
     session = db_session()
-    store = stores.change_settings(session, current_store(), data)
+    store = stores.change_settings(session, session.get(Store, current_store().id), data)
     session.commit()
     return stores.settings(store)

@@ -1,0 +1,361 @@
+"""Many triggers at once (POST /triggers/bulk, `hub triggers import`): the same outcome as posting each in turn,
+written set-based in one transaction.
+
+Each trigger is validated on its own, so a bad one is rejected with its field errors and the rest go in.
+Repeats are found within the batch and against the database by the same dedupe keys as a single trigger.
+The writes are a handful of multi-row statements whatever the batch size: customers (new ones in one
+INSERT, changed ones in one executemany), triggers (one INSERT ... ON CONFLICT DO NOTHING RETURNING),
+the order stoppers' cancellations, the guards' four lookups, and the actions (one INSERT ... RETURNING).
+
+Where a batch differs from posting one by one: an order stopper (order.cancelled, order.refunded) anywhere
+in the batch stops its order for the whole batch, so a review request for that order earlier in the same
+batch is created skipped (order_cancelled) rather than pending and then cancelled.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import marshmallow as ma
+from sqlalchemy import bindparam, literal, select, update
+from sqlalchemy.orm import Session
+
+from hub import flows, pgcopy
+from hub.caches import StoreConfigCache
+from hub.models import Action, ActionState, Actor, Customer, Store, Trigger
+from schemas.triggers import ORDER_STOPPERS, BulkTriggerIn
+
+_item_schema = BulkTriggerIn()
+
+
+@dataclass
+class ItemResult:
+    index: int
+    status: str  # accepted | duplicate | rejected
+    trigger_id: int | None = None
+    actions: list[int] = field(default_factory=list)
+    cancelled: int = 0
+    errors: dict[str, list[str]] | None = None
+
+
+def validate(items: Sequence[Any]) -> tuple[list[tuple[int, dict[str, Any]]], list[ItemResult]]:
+    """Each item loaded on its own: (index, data) of the valid ones, and a rejected result for each other."""
+    from hub.api import flatten  # the API's dotted field paths, so the CLI reports the same names
+
+    valid: list[tuple[int, dict[str, Any]]] = []
+    rejected: list[ItemResult] = []
+    for index, item in enumerate(items):
+        if isinstance(item, ItemError):
+            rejected.append(ItemResult(index, "rejected", errors={"_body": [item.message]}))
+            continue
+        try:
+            valid.append((index, _item_schema.load(item)))
+        except ma.ValidationError as error:
+            rejected.append(ItemResult(index, "rejected", errors=flatten(error.messages)))
+    return valid, rejected
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """An item that could not even be read (a line of NDJSON that is not JSON)."""
+
+    message: str
+
+
+def parse_ndjson(text: str) -> list[Any]:
+    """One JSON object per line; blank lines are skipped, an unreadable line becomes an ItemError."""
+    items: list[Any] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            items.append(json.loads(line))
+        except ValueError as error:
+            items.append(ItemError(f"Not valid JSON: {error.msg} at column {error.colno}."))
+    return items
+
+
+def ingest_many(
+    session: Session,
+    store: Store,
+    items: Sequence[tuple[int, dict[str, Any]]],
+    *,
+    cache: StoreConfigCache | None = None,
+) -> list[ItemResult]:
+    """Record valid triggers (``(index, data)``, data as BulkTriggerIn loads it) and their actions.
+
+    The caller commits. Results come in the order of ``items``.
+    """
+    results: dict[int, ItemResult] = {}
+    keyed = [(index, data, flows.dedupe_key(data, data.get("idempotency_key"))) for index, data in items]
+
+    # Repeats within the batch answer with the first; repeats of earlier triggers with what those created.
+    first_of: dict[str, int] = {}
+    fresh: list[tuple[int, dict[str, Any], str]] = []
+    repeats: list[tuple[int, str]] = []
+    for index, data, key in keyed:
+        if key in first_of:
+            repeats.append((index, key))
+        else:
+            first_of[key] = index
+            fresh.append((index, data, key))
+    known = _existing_triggers(session, store.id, [key for _, _, key in fresh])
+    new = [(index, data, key) for index, data, key in fresh if key not in known]
+
+    version = session.scalar(select(Store.config_version).where(Store.id == store.id)) or 0
+    config = flows.store_config(session, store.id, version, cache)
+    customer_ids = _write_customers(session, store.id, [data["customer"] for _, data, _ in new])
+
+    now = datetime.now(UTC)
+    triggers: list[tuple[int, dict[str, Any], Trigger]] = []
+    for (index, data, key), customer_id in zip(new, customer_ids, strict=True):
+        payload = dict(data)
+        payload.pop("idempotency_key", None)
+        trigger = Trigger(
+            store_id=store.id,
+            type=data["type"],
+            dedupe_key=key,
+            order_id=(data.get("order") or {}).get("id"),
+            customer_id=customer_id,
+            occurred_at=data.get("occurred_at") or now,
+            payload=json.loads(json.dumps(payload, default=str)),
+            created_at=now,
+        )
+        triggers.append((index, payload, trigger))
+    inserted = _insert_triggers(session, [t for _, _, t in triggers])
+    lost = []
+    for _, _, trigger in triggers:
+        trigger.id = inserted.get(trigger.dedupe_key)  # type: ignore[assignment]
+        if trigger.id is None:  # a concurrent request stored the same trigger first
+            lost.append(trigger.dedupe_key)
+    if lost:
+        known.update(_existing_triggers(session, store.id, lost))
+    triggers = [t for t in triggers if t[2].id is not None]
+
+    cancelled = _stop_orders(session, store.id, [(index, t) for index, _, t in triggers])
+    actions_of: dict[int, list[Action]] = {}
+    everything: list[Action] = []
+    for index, payload, trigger in triggers:
+        actions_of[index] = flows.build_actions(store, config, payload, trigger)
+        everything.extend(actions_of[index])
+    flows.apply_guards(session, everything, config.integrations_by_id(), quiet_hours={store.id: config.quiet_hours})
+    _skip_repeats_within(everything)
+    flows.insert_actions(session, everything)
+
+    for index, _, trigger in triggers:
+        results[index] = ItemResult(
+            index, "accepted", trigger.id, [a.id for a in actions_of[index]], cancelled.get(index, 0)
+        )
+    action_ids = _action_ids(session, [known[k] for k in known])
+    for index, _, key in fresh:
+        if index not in results:
+            results[index] = ItemResult(index, "duplicate", known[key], action_ids.get(known[key], []))
+    for index, key in repeats:
+        first = results[first_of[key]]
+        results[index] = ItemResult(index, "duplicate", first.trigger_id, list(first.actions))
+    return [results[index] for index, _ in items]
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for one batch: a batch makes tens of thousands of short-lived
+    objects, and the collections they set off (each walking every live object of the process) cost about
+    a quarter of the batch's time. Reference counting still frees them; the collector runs again after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _existing_triggers(session: Session, store_id: int, keys: list[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for chunk in _chunks(keys, 1000):
+        statement = select(Trigger.dedupe_key, Trigger.id).where(
+            Trigger.store_id == store_id, Trigger.dedupe_key.in_(chunk)
+        )
+        found.update(tuple(row) for row in session.execute(statement))
+    return found
+
+
+def _action_ids(session: Session, trigger_ids: list[int]) -> dict[int, list[int]]:
+    found: dict[int, list[int]] = defaultdict(list)
+    for chunk in _chunks(trigger_ids, 1000):
+        for trigger_id, action_id in session.execute(
+            select(Action.trigger_id, Action.id).where(Action.trigger_id.in_(chunk)).order_by(Action.id)
+        ):
+            found[trigger_id].append(action_id)  # type: ignore[index]
+    return found
+
+
+def _insert_triggers(session: Session, triggers: list[Trigger]) -> dict[str, int]:
+    """Store the triggers; dedupe key → id of each one stored (one a concurrent request stored first is left out).
+
+    COPY when it can, since the batch's keys were checked just before; if a concurrent request stored one
+    of them in between, the savepoint goes and a multi-row INSERT ... ON CONFLICT DO NOTHING does it."""
+    if not triggers:
+        return {}
+    table = Trigger.__table__
+    rows = [flows.columns_of(t, table, skip=("id",)) for t in triggers]
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql" and len(rows) >= pgcopy.MIN_ROWS:
+        from psycopg.errors import UniqueViolation
+
+        try:
+            with session.begin_nested():
+                ids = pgcopy.insert_rows(session, table, rows)
+            return {t.dedupe_key: i for t, i in zip(triggers, ids, strict=True)}
+        except UniqueViolation:
+            pass
+    statement = flows.insert_trigger_statement(dialect)
+    return dict((key, id_) for id_, key in session.execute(statement, rows))
+
+
+class _Customers:
+    """The customers a batch names, found as a single trigger finds them (the oldest customer matching
+    its external id, email or phone), including those created earlier in the same batch."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []  # existing ones first (by id), then new ones in order
+        self.index: dict[tuple[str, str], set[int]] = defaultdict(set)
+        self.changed: set[int] = set()
+
+    def add(self, values: dict[str, Any]) -> int:
+        position = len(self.records)
+        self.records.append(values)
+        for name in flows.IDENTITY_FIELDS:
+            if values.get(name):
+                self.index[(name, values[name])].add(position)
+        return position
+
+    def find(self, given: dict[str, Any]) -> int | None:
+        matches = set().union(*(self.index.get((k, given[k]), set()) for k in flows.IDENTITY_FIELDS if given.get(k)))
+        return min(matches) if matches else None
+
+    def update(self, position: int, given: dict[str, Any]) -> None:
+        record = self.records[position]
+        for name in flows.CUSTOMER_FIELDS:
+            value = given.get(name)
+            if value and record.get(name) != value:
+                if name in flows.IDENTITY_FIELDS and record.get(name):
+                    self.index[(name, record[name])].discard(position)
+                record[name] = value
+                if name in flows.IDENTITY_FIELDS:
+                    self.index[(name, value)].add(position)
+                self.changed.add(position)
+
+
+def _write_customers(session: Session, store_id: int, given: list[dict[str, Any]]) -> list[int]:
+    """Create or update each trigger's customer; the customer id of each, in order."""
+    book = _Customers()
+    values: dict[str, set[str]] = defaultdict(set)
+    for customer in given:
+        for name in flows.IDENTITY_FIELDS:
+            if customer.get(name):
+                values[name].add(customer[name])
+    table = Customer.__table__
+    columns = [table.c[k] for k in ("id", *flows.CUSTOMER_FIELDS)]
+    existing: dict[int, dict[str, Any]] = {}
+    for name, wanted in values.items():
+        for chunk in _chunks(sorted(wanted), 1000):
+            for row in session.execute(select(*columns).where(table.c.store_id == store_id, table.c[name].in_(chunk))):
+                existing[row.id] = dict(row._mapping)
+    for customer_id in sorted(existing):
+        book.add(existing[customer_id])
+    stored = len(book.records)
+    positions = []
+    for customer in given:
+        position = book.find(customer)
+        if position is None:
+            position = book.add({"id": None, **{k: customer[k] for k in flows.CUSTOMER_FIELDS if customer.get(k)}})
+        else:
+            book.update(position, customer)
+        positions.append(position)
+
+    now = datetime.now(UTC)
+    created = book.records[stored:]
+    if created:
+        rows = [
+            {"store_id": store_id, "created_at": now, "updated_at": now, **{k: r.get(k) for k in flows.CUSTOMER_FIELDS}}
+            for r in created
+        ]
+        for record, customer_id in zip(created, pgcopy.insert_rows(session, table, rows), strict=True):
+            record["id"] = customer_id
+    changed = [book.records[p] for p in sorted(book.changed) if p < stored]
+    if changed:
+        session.execute(
+            update(table).where(table.c.id == bindparam("customer_id")),
+            [
+                {"customer_id": r["id"], "updated_at": now, **{k: r.get(k) for k in flows.CUSTOMER_FIELDS}}
+                for r in changed
+            ],
+        )
+    return [book.records[p]["id"] for p in positions]
+
+
+def _stop_orders(session: Session, store_id: int, triggers: list[tuple[int, Trigger]]) -> dict[int, int]:
+    """What still waits for an order a stopper names is cancelled; the count per stopper (by item index)."""
+    stoppers: dict[str, dict[str, int]] = defaultdict(dict)  # type → order id → first item index
+    for index, trigger in triggers:
+        if trigger.type in ORDER_STOPPERS and trigger.order_id:
+            stoppers[trigger.type].setdefault(trigger.order_id, index)
+    counts: dict[int, int] = defaultdict(int)
+    for kind, orders in stoppers.items():
+        word = kind.split(".")[1]
+        for chunk in _chunks(sorted(orders), 1000):
+            rows = session.execute(
+                update(Action)
+                .where(
+                    Action.store_id == store_id,
+                    Action.order_id.in_(chunk),
+                    Action.state.in_((ActionState.PENDING, ActionState.HELD)),
+                )
+                .values(
+                    state=ActionState.CANCELLED,
+                    reason_code=f"order_{word}",
+                    reason_text=literal("order ") + Action.order_id + literal(f" was {word}"),
+                    caused_by=Actor.RULE,
+                    updated_at=datetime.now(UTC),
+                )
+                .returning(Action.order_id)
+                .execution_options(synchronize_session=False)
+            ).scalars()
+            for order_id in rows:
+                counts[orders[order_id]] += 1
+    return counts
+
+
+def _skip_repeats_within(actions: list[Action]) -> None:
+    """The duplicate guard, within the batch: a second live action for the same order, customer, app and event
+    (two triggers of one order that start flows sending the same event) is skipped, as it would be had the
+    triggers come one by one."""
+    seen: dict[tuple[Any, ...], Action] = {}
+    for action in actions:
+        if not action.order_id or action.state in (ActionState.SKIPPED, ActionState.CANCELLED):
+            continue
+        key = (action.store_id, action.order_id, action.customer_id, action.app, action.channel, action.event_name)
+        if key in seen:
+            action.state, action.reason_code, action.caused_by = ActionState.SKIPPED, "duplicate", Actor.RULE
+            action.reason_text = f"already sent for order {action.order_id} by an earlier trigger of the same batch"
+        else:
+            seen[key] = action
+
+
+def _chunks(values: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    chunk: list[Any] = []
+    for value in values:
+        chunk.append(value)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
