@@ -6,7 +6,7 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Integer, case, cast, func, select, union_all
 from sqlalchemy.orm import Session
 
 from hub import queries
@@ -105,18 +105,32 @@ def _hour(at: datetime) -> int:
     return (at - EPOCH) // HOUR
 
 
+def _day_number(session: Session) -> Any:
+    """Days since the epoch (UTC) of an action's creation, as an integer, on PostgreSQL and SQLite alike."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.floor(func.extract("epoch", Action.created_at) / 86400), Integer)
+    return cast(func.strftime("%s", Action.created_at), Integer) // 86400
+
+
 def _from_counters(session: Session, store_id: int, f: dict[str, Any]) -> list[Row]:
-    """Whole hours from the counters; a period's partial first and last hours from the actions."""
+    """Whole hours from the counters; a period's partial first and last hours from the actions. One query."""
     start, end = f.get("date_from"), f.get("date_to")
     first = None if start is None else -(-(start - EPOCH) // HOUR)  # the first whole hour
     last = None if end is None else _hour(end)  # the hour after the last whole one
     if first is not None and last is not None and first >= last:  # not one whole hour: the actions are cheap
         return _from_actions(session, store_id, f)
-    rows: list[Row] = []
+    edges = []
     if start is not None and EPOCH + first * HOUR > start:
-        rows += _from_actions(session, store_id, {**f, "date_to": EPOCH + first * HOUR})
+        edges.append({**f, "date_to": EPOCH + first * HOUR})
     if end is not None and EPOCH + last * HOUR < end:
-        rows += _from_actions(session, store_id, {**f, "date_from": EPOCH + last * HOUR})
+        edges.append({**f, "date_from": EPOCH + last * HOUR})
+    day = _day_number(session)
+    parts = [
+        select(Action.app, day, Action.state, func.count(), func.sum(case((Action.attempt_count > 0, 1), else_=0)))
+        .where(*queries.conditions(store_id, edge))
+        .group_by(Action.app, day, Action.state)
+        for edge in edges
+    ]
     c = ActionCount
     where = [c.store_id == store_id]
     if first is not None:
@@ -131,17 +145,19 @@ def _from_counters(session: Session, store_id: int, f: dict[str, Any]) -> list[R
             where.append(getattr(c, name) == f[name])
     if f.get("flow"):
         where.append(c.flow_id == f["flow"])
-    day = (c.hour // 24).label("day")
+    counted_day = c.hour // 24
     count = func.sum(c.count)
-    found = session.execute(
-        select(c.app, day, c.bucket, count, func.sum(case((c.sent, c.count), else_=0)))
+    parts.append(
+        select(c.app, counted_day, c.bucket, count, func.sum(case((c.sent, c.count), else_=0)))
         .where(*where)
-        .group_by(c.app, day, c.bucket)
+        .group_by(c.app, counted_day, c.bucket)
         .having(count != 0)
-    ).all()
-    for app, when, bucket, n, sent_count in found:
-        rows.append((app or None, (EPOCH.date() + timedelta(days=when)).isoformat(), bucket, int(n), int(sent_count)))
-    return rows
+    )
+    found = session.execute(union_all(*parts) if len(parts) > 1 else parts[0]).all()
+    return [
+        (app or None, (EPOCH.date() + timedelta(days=int(n))).isoformat(), state, int(count), int(sent or 0))
+        for app, n, state, count, sent in found
+    ]
 
 
 def _is_day(text: str) -> bool:
