@@ -20,14 +20,16 @@ from tests.test_outbox import pending_action, review, sandbox, set_state
 def test_stats_count_outcomes_with_the_delivery_rate_per_app_and_per_day(api: Api, rt: Runtime) -> None:
     sandbox(api)
     ids = [pending_action(api, str(n), f"c{n}@example.com")["id"] for n in range(5)]
-    set_state(rt, ids[0], state="delivered", attempt_count=1)
-    set_state(rt, ids[1], state="delivered", attempt_count=2)
-    set_state(rt, ids[2], state="failed", attempt_count=3)
-    set_state(rt, ids[3], state="skipped")
-    yesterday = datetime.now(UTC) - timedelta(days=1)
+    # Fixed creation times, not "now": a test running across midnight must not move actions between days.
+    today = datetime.now(UTC).date() - timedelta(days=10)
+    noon = datetime(today.year, today.month, today.day, 12, tzinfo=UTC)
+    set_state(rt, ids[0], state="delivered", attempt_count=1, created_at=noon)
+    set_state(rt, ids[1], state="delivered", attempt_count=2, created_at=noon)
+    set_state(rt, ids[2], state="failed", attempt_count=3, created_at=noon)
+    set_state(rt, ids[3], state="skipped", created_at=noon)
+    yesterday = noon - timedelta(days=1)
     set_state(rt, ids[4], created_at=yesterday)
 
-    today = datetime.now(UTC).date()
     start = datetime(yesterday.year, yesterday.month, yesterday.day, tzinfo=UTC)
     answer = api.get(
         "/api/v1/stats", query_string={"from": start.isoformat(), "to": (start + timedelta(days=3)).isoformat()}
