@@ -6,7 +6,7 @@ from typing import Any
 
 from flask_smorest import Blueprint, abort
 from sqlalchemy import Select, func, or_, select
-from sqlalchemy.orm import Session, defer, load_only
+from sqlalchemy.orm import Session, defer
 
 from hub import queries
 from hub.api import authenticate, current_store, db_session
@@ -68,19 +68,17 @@ def get_action(action_id: int) -> Any:
     return action
 
 
-def last_attempts(session: Session, action_ids: list[int]) -> dict[int, Attempt]:
+def last_attempts(session: Session, action_ids: list[int]) -> dict[int, dict[str, Any]]:
     """The latest attempt of each action, for a page of rows: one query, whatever the page size (the newest id
     per action comes from the (action_id, id) index)."""
     if not action_ids:
         return {}
     newest = select(func.max(Attempt.id)).where(Attempt.action_id.in_(action_ids)).group_by(Attempt.action_id)
-    found = session.scalars(
-        select(Attempt)
+    found = session.execute(
+        select(Attempt.action_id, Attempt.started_at, Attempt.duration_ms, Attempt.http_status, Attempt.outcome)
         .where(Attempt.id.in_(newest.scalar_subquery()))
-        .options(load_only(Attempt.action_id, Attempt.started_at, Attempt.duration_ms, Attempt.http_status,
-                           Attempt.outcome))
     )  # fmt: skip
-    return {attempt.action_id: attempt for attempt in found}
+    return {row.action_id: row._asdict() for row in found}
 
 
 @blp.route("/events", methods=["GET"])
