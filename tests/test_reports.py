@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import openpyxl
 import pytest
@@ -115,3 +117,28 @@ def test_cells_that_would_run_as_formulas_are_quoted() -> None:
         "a=b",
         5,
     ]
+
+
+def test_the_xlsx_temporary_file_is_removed_when_the_download_ends_or_is_abandoned(
+    api: Api, rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(export, "CHUNK_BYTES", 512)  # several chunks
+    made: list[str] = []
+    real = export.tempfile.mkstemp
+
+    def mkstemp(**kwargs: Any) -> tuple[int, str]:
+        handle, path = real(**kwargs)
+        if path.endswith(".xlsx"):  # xlsxwriter makes temporary files of its own, and removes them
+            made.append(path)
+        return handle, path
+
+    monkeypatch.setattr(export.tempfile, "mkstemp", mkstemp)
+    sandbox(api)
+    for n in range(20):
+        pending_action(api, f"o{n}", f"c{n}@example.com")
+    whole = b"".join(export.xlsx_stream(rt.db, api.tenant.store.id, {}))
+    assert whole.startswith(b"PK") and not os.path.exists(made[-1])
+    abandoned = export.xlsx_stream(rt.db, api.tenant.store.id, {})
+    assert next(abandoned).startswith(b"PK") and os.path.exists(made[-1])
+    abandoned.close()  # the client went away: the server closes the response iterator
+    assert not os.path.exists(made[-1])
