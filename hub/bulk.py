@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import redis
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub import audit, operations, queries
@@ -307,15 +307,14 @@ def _finish(
     """End an operation; with ``token``, only if that run still holds it."""
     at = now()
     values: dict[str, Any] = {"state": state, "error": error, "finished_at": at, "lease_expires_at": None}
-    if state == "done":
-        values["undo_until"] = case(
-            (BulkOperation.operation == "cancel", at + timedelta(seconds=UNDO_SECONDS)), else_=None
-        )
+    if state == "done" and session.get_one(BulkOperation, operation_id).operation == "cancel":
+        values["undo_until"] = at + timedelta(seconds=UNDO_SECONDS)
     where = [BulkOperation.id == operation_id]
     if token is not None:
         where.append(BulkOperation.lease_token == token)
     session.execute(update(BulkOperation).where(*where).values(**values).execution_options(synchronize_session=False))
     session.commit()
+    session.expire_all()  # rows this session loaded are read again
 
 
 def sweep(rt: Runtime, at: datetime | None = None) -> list[int]:

@@ -339,7 +339,8 @@ def test_a_run_that_lost_its_lease_to_another_stops_and_rolls_its_batch_back(
         with rt.db.transaction() as session:
             session.execute(update(BulkOperation).where(BulkOperation.id == op_id).values(lease_token="other"))
 
-    bulk.run(rt, op_id, progress=taken_over)
+    stopped = bulk.run(rt, op_id, progress=taken_over)
+    assert stopped is not None and stopped.state == "running"
     body = api.get(f"/api/v1/bulk-operations/{op_id}").json
     assert (body["state"], body["done"]) == ("running", 2)  # the second batch was rolled back
     delayed = [i for i in ids if api.get(f"/api/v1/actions/{i}").json["run_at"] != before[i]]
