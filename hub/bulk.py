@@ -20,13 +20,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import redis
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub import audit, operations, queries
 from hub.models import Action, ActionState, BulkOperation
 from hub.operations import BULK_ALLOWED, OperationError
-from hub.outbox import now
+from hub.outbox import new_lease, now
 from schemas.filters import ActionFilter
 
 if TYPE_CHECKING:
@@ -41,6 +41,9 @@ SAMPLE = 10
 MAX_UNMATCHED = 1000  # unmatched upload rows reported
 RUN_JOB = "jobs.bulk.run"
 JOB_TIMEOUT = 6 * 3600
+LEASE_SECONDS = 300  # a run renews it with every batch; a lost run is started again once it runs out
+QUEUED_GRACE_SECONDS = 60  # a queued operation younger than this may not have reached Redis yet
+MAX_RESUMES = 5
 
 _filter_schema = ActionFilter()
 
@@ -182,7 +185,7 @@ def start(
     session.commit()
     if background if background is not None else result.total > BACKGROUND_THRESHOLD:
         try:
-            rt.queue.enqueue(RUN_JOB, op.id, job_timeout=JOB_TIMEOUT, result_ttl=3600, failure_ttl=7 * 86400)
+            enqueue(rt, op)
         except redis.RedisError as error:
             _finish(session, op.id, "failed", f"could not start the background job: {error}")
             session.refresh(op)
@@ -209,16 +212,55 @@ def next_chunk(session: Session, op: BulkOperation, after: int) -> list[int]:
     return list(session.scalars(statement.order_by(Action.id).limit(CHUNK)))
 
 
+def job_id(op: BulkOperation) -> str:
+    """The rq job of the operation's current run (a new one each time the sweep starts it again)."""
+    return f"bulk-{op.id}-{op.resumes}"
+
+
+def enqueue(rt: Runtime, op: BulkOperation) -> None:
+    rt.queue.enqueue(RUN_JOB, op.id, job_id=job_id(op), job_timeout=JOB_TIMEOUT, result_ttl=3600, failure_ttl=7 * 86400)
+
+
+class LeaseLost(Exception):
+    """Another run took the operation over (this one's lease ran out): this run stops, changing nothing more."""
+
+
+def _claim(rt: Runtime, operation_id: int) -> tuple[BulkOperation | None, str | None]:
+    """Take the operation: queued, or running under a lease that ran out (its run was lost). Returns the row
+    and the lease token, or no token when it is not this run's to do."""
+    token, at = new_lease(), now()
+    with rt.db.transaction() as session:
+        taken = session.execute(
+            update(BulkOperation)
+            .where(
+                BulkOperation.id == operation_id,
+                or_(
+                    BulkOperation.state == "queued",
+                    and_(
+                        BulkOperation.state == "running",
+                        or_(BulkOperation.lease_expires_at.is_(None), BulkOperation.lease_expires_at < at),
+                    ),
+                ),
+            )
+            .values(state="running", lease_token=token, lease_expires_at=at + timedelta(seconds=LEASE_SECONDS))
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        op = session.get(BulkOperation, operation_id)
+    return op, token if taken == 1 else None
+
+
 def run(rt: Runtime, operation_id: int, *, progress: Callable[[int], None] | None = None) -> BulkOperation | None:
     """Work through a recorded operation (within a request, from the CLI, or as the rq job): one transaction
-    per batch, so progress shows and a failure part way keeps what was done."""
-    with rt.db.transaction() as session:
-        op = session.get(BulkOperation, operation_id)
-        if op is None or op.state not in ("queued", "running"):
-            return op
-        op.state = "running"
+    per batch, so progress shows and a failure part way keeps what was done.
+
+    Each batch commits with the id it reached and a renewed lease, so a run that dies (worker killed, job lost
+    with Redis) is started again by the sweep from exactly where it stopped: no action is done twice, none is
+    skipped. A run whose lease ran out (another run took over) stops at its next batch, which rolls back."""
+    op, token = _claim(rt, operation_id)
+    if op is None or token is None:
+        return op
     args = _arguments(op.params)
-    after = 0
+    after = op.resume_after
     try:
         while True:
             with rt.db.transaction() as session:
@@ -228,32 +270,108 @@ def run(rt: Runtime, operation_id: int, *, progress: Callable[[int], None] | Non
                 done = operations.apply(
                     rt, session, op.store_id, op.operation, chunk, args, op.created_by, bulk_operation_id=op.id
                 )
-                session.execute(
+                kept = session.execute(
                     update(BulkOperation)
-                    .where(BulkOperation.id == op.id)
-                    .values(done=BulkOperation.done + len(chunk), changed=BulkOperation.changed + len(done.moved))
-                )
+                    .where(BulkOperation.id == op.id, BulkOperation.lease_token == token)
+                    .values(
+                        done=BulkOperation.done + len(chunk),
+                        changed=BulkOperation.changed + len(done.moved),
+                        resume_after=chunk[-1],
+                        lease_expires_at=now() + timedelta(seconds=LEASE_SECONDS),
+                    )
+                    .execution_options(synchronize_session=False)
+                ).rowcount  # type: ignore[attr-defined]
+                if kept != 1:
+                    raise LeaseLost
             after = chunk[-1]
             operations.hand_over(rt, done.claimed)
             if progress:
                 progress(len(chunk))
+    except LeaseLost:
+        log.warning("bulk operation %s: another run took it over; this one stops", op.id)
+        with rt.db.session() as session:
+            return session.get(BulkOperation, op.id)
     except Exception as error:
         log.exception("bulk operation %s failed", op.id)
         with rt.db.session() as session:
-            _finish(session, op.id, "failed", str(error)[:500])
+            _finish(session, op.id, "failed", str(error)[:500], token=token)
         raise
     with rt.db.session() as session:
-        _finish(session, op.id, "done")
+        _finish(session, op.id, "done", token=token)
         return session.get(BulkOperation, op.id)
 
 
-def _finish(session: Session, operation_id: int, state: str, error: str | None = None) -> None:
+def _finish(
+    session: Session, operation_id: int, state: str, error: str | None = None, *, token: str | None = None
+) -> None:
+    """End an operation; with ``token``, only if that run still holds it."""
     at = now()
-    op = session.get_one(BulkOperation, operation_id)
-    op.state, op.error, op.finished_at = state, error, at
-    if state == "done" and op.operation == "cancel":
-        op.undo_until = at + timedelta(seconds=UNDO_SECONDS)
+    values: dict[str, Any] = {"state": state, "error": error, "finished_at": at, "lease_expires_at": None}
+    if state == "done" and session.get_one(BulkOperation, operation_id).operation == "cancel":
+        values["undo_until"] = at + timedelta(seconds=UNDO_SECONDS)
+    where = [BulkOperation.id == operation_id]
+    if token is not None:
+        where.append(BulkOperation.lease_token == token)
+    session.execute(update(BulkOperation).where(*where).values(**values).execution_options(synchronize_session=False))
     session.commit()
+    session.expire_all()  # rows this session loaded are read again
+
+
+def sweep(rt: Runtime, at: datetime | None = None) -> list[int]:
+    """Start again the background operations whose run was lost: running under a lease that ran out (the
+    worker died, or the process that ran it inline), or queued with no rq job left for them (Redis lost it).
+    An operation lost ``MAX_RESUMES`` times fails with a message instead. Returns the ids started again.
+    The dispatcher runs this every ``HOUSEKEEPING_SECONDS``; several dispatchers at once start each once."""
+    at = at or now()
+    restarted: list[int] = []
+    with rt.db.session() as session:
+        candidates = session.scalars(
+            select(BulkOperation).where(
+                BulkOperation.state.in_(("queued", "running")),
+                BulkOperation.created_at < at - timedelta(seconds=QUEUED_GRACE_SECONDS),
+                or_(BulkOperation.lease_expires_at.is_(None), BulkOperation.lease_expires_at < at),
+            )
+        ).all()
+        for op in candidates:
+            if op.state == "queued" and _job_alive(rt, job_id(op)):
+                continue  # waiting its turn in the queue
+            if op.resumes >= MAX_RESUMES:
+                _finish(session, op.id, "failed", f"The background job was lost {op.resumes + 1} times; giving up.")
+                continue
+            moved = session.execute(
+                update(BulkOperation)
+                .where(
+                    BulkOperation.id == op.id,
+                    BulkOperation.state == op.state,
+                    BulkOperation.resumes == op.resumes,
+                    or_(BulkOperation.lease_expires_at.is_(None), BulkOperation.lease_expires_at < at),
+                )
+                .values(resumes=BulkOperation.resumes + 1, lease_expires_at=None)  # free for the new run to take
+                .execution_options(synchronize_session=False)
+            ).rowcount  # type: ignore[attr-defined]
+            session.commit()
+            if moved != 1:
+                continue  # another dispatcher got there first
+            session.refresh(op)
+            try:
+                enqueue(rt, op)
+            except redis.RedisError:
+                log.warning("bulk operation %s: could not enqueue it again; the next sweep tries again", op.id)
+                continue
+            log.warning("bulk operation %s: its run was lost; started again after action %s", op.id, op.resume_after)
+            restarted.append(op.id)
+    return restarted
+
+
+def _job_alive(rt: Runtime, name: str) -> bool:
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job, JobStatus
+
+    try:
+        status = Job.fetch(name, connection=rt.redis).get_status()
+    except NoSuchJobError:
+        return False
+    return status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 
 
 def find(session: Session, store_id: int, operation_id: int) -> BulkOperation:

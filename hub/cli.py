@@ -176,12 +176,13 @@ def dispatch(once: bool) -> None:
     import signal
     import threading
 
-    from hub.dispatch import dispatch_once
+    from hub.dispatch import dispatch_once, housekeeping
     from jobs.dispatch import run
 
     rt = runtime()
     logging.basicConfig(level=rt.config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if once:
+        housekeeping(rt)
         click.echo(f"claimed {dispatch_once(rt)} actions")
         return
     stop = threading.Event()

@@ -46,3 +46,20 @@ def dispatch_once(rt: Runtime) -> int:
         jobs = enqueue(rt, claimed)
         log.info("dispatched %d actions in %d jobs", len(claimed), jobs)
     return len(claimed)
+
+
+HOUSEKEEPING_SECONDS = 30.0  # how often a dispatcher runs housekeeping()
+
+
+def housekeeping(rt: Runtime) -> None:
+    """What a dispatcher does besides dispatching, every HOUSEKEEPING_SECONDS: start again the bulk operations
+    whose run was lost, and fold the counters the triggers appended (hub.counters)."""
+    from hub import bulk, counters  # bulk reaches this module through hub.operations
+
+    restarted = bulk.sweep(rt)
+    if restarted:
+        log.warning("started %d lost bulk operations again: %s", len(restarted), restarted)
+    with rt.db.session() as session:
+        folded = counters.compact_all(session)
+    if folded:
+        log.info("compacted %d action counter keys", folded)

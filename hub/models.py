@@ -216,6 +216,7 @@ class Action(Base):
         Index("ix_actions_store_order", "store_id", "order_id"),
         Index("ix_actions_store_customer", "store_id", "customer_id"),
         Index("ix_actions_bulk_operation", "bulk_operation_id"),
+        Index("ix_actions_store_created", "store_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -256,6 +257,36 @@ class Action(Base):
     ignore_quiet_hours: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     attempts: Mapped[list[Attempt]] = relationship(order_by="Attempt.id", lazy="raise", viewonly=True)
+
+
+class ActionCount(Base):
+    """Counts of actions per store, hour of creation (UTC, hours since the epoch), app, kind, trigger, flow,
+    state bucket (the open states are one bucket), who caused it and whether it was sent (attempted).
+
+    Kept by database triggers on ``actions`` (hub.counters), in the same transaction as every insert, state
+    change and delete, so they are exact whatever wrote the row. Triggers append signed rows (no row is
+    updated in place, so concurrent writers never wait on a counter); ``hub.counters.compact`` folds them
+    into one settled row per key. A key's count is the sum of its rows.
+    """
+
+    __tablename__ = "action_counts"
+    __table_args__ = (
+        Index("ix_action_counts_store_hour", "store_id", "hour"),
+        Index("ix_action_counts_unsettled", "settled", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    hour: Mapped[int] = mapped_column(Integer)  # floor(epoch seconds of created_at / 3600)
+    app: Mapped[str] = mapped_column(String(64))  # "" when none
+    kind: Mapped[str] = mapped_column(String(16))
+    trigger: Mapped[str] = mapped_column(String(16))
+    flow_id: Mapped[int] = mapped_column(Integer)  # 0 when none
+    bucket: Mapped[str] = mapped_column(String(16))  # open | delivered | failed | skipped | cancelled
+    caused_by: Mapped[str] = mapped_column(String(16))  # "" when none
+    sent: Mapped[bool] = mapped_column(Boolean)  # attempt_count > 0
+    count: Mapped[int] = mapped_column(BigInteger)
+    settled: Mapped[bool] = mapped_column(Boolean, default=False)  # written by compact(), not by a trigger
 
 
 class Attempt(Base):
@@ -331,7 +362,10 @@ class BulkOperation(Base):
     """One operation over many actions: ids or a filter; run inline, or as a background job when large."""
 
     __tablename__ = "bulk_operations"
-    __table_args__ = (Index("ix_bulk_operations_store", "store_id", "id"),)
+    __table_args__ = (
+        Index("ix_bulk_operations_store", "store_id", "id"),
+        Index("ix_bulk_operations_state", "state"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
@@ -346,6 +380,12 @@ class BulkOperation(Base):
     undo_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    # The run's lease: renewed with every batch; a lost job (worker killed, Redis emptied) lets it run out, and
+    # the dispatcher's sweep starts the operation again from the last id it finished (hub.bulk.sweep).
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    lease_expires_at: Mapped[datetime | None]
+    resume_after: Mapped[int] = mapped_column(BigInteger, default=0)  # the last action id done
+    resumes: Mapped[int] = mapped_column(Integer, default=0)  # times the sweep started it again
 
 
 class AuditEntry(Base):

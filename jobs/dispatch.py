@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
-from hub.dispatch import dispatch_once
+from hub.dispatch import HOUSEKEEPING_SECONDS, dispatch_once, housekeeping
 from hub.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,14 @@ def run(rt: Runtime, stop: threading.Event | None = None) -> None:
         rt.config.dispatch_interval,
         rt.config.dispatch_batch,
     )
+    next_housekeeping = time.monotonic()
     while not stop.is_set():
+        if time.monotonic() >= next_housekeeping:
+            next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
+            try:
+                housekeeping(rt)
+            except Exception:  # like a failed round: logged, and tried again next time
+                log.exception("housekeeping failed; trying again later")
         try:
             claimed = dispatch_once(rt)
         except Exception:  # a database or Redis hiccup must not end the dispatcher; leases make it safe

@@ -66,8 +66,18 @@ class ActionPage(ma.Schema):
     next_cursor = fields.String(allow_none=True)
 
 
+class LastAttemptOut(ma.Schema):
+    """The latest call out for an action: when, how long it took, and what the platform answered."""
+
+    at = fields.AwareDateTime(attribute="started_at")
+    duration_ms = fields.Integer(metadata={"description": "The call's latency."})
+    http_status = fields.Integer(allow_none=True, metadata={"description": "None when no answer came (timeout)."})
+    outcome = fields.String()
+
+
 class EventRowOut(ma.Schema):
-    """One row of Sent → Events."""
+    """One row of Sent → Events: date, event, app, target, trigger (auto, manual, test, replay), result
+    (status, with the reason when it failed) and the last attempt's latency and HTTP status."""
 
     id = fields.Integer()
     date = fields.AwareDateTime()
@@ -80,6 +90,7 @@ class EventRowOut(ma.Schema):
     last_status = fields.Integer(allow_none=True)
     reason_text = fields.String(allow_none=True)
     next_attempt_at = fields.AwareDateTime(allow_none=True, metadata={"description": "When retrying: the next try."})
+    last_attempt = fields.Nested(LastAttemptOut, allow_none=True)
 
 
 class EventsQuery(ActionFilterQuery):

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select, update
 
 from hub import bulk
-from hub.dispatch import dispatch_once
-from hub.models import Action, Attempt, BulkOperation
+from hub.dispatch import dispatch_once, housekeeping
+from hub.models import Action, ActionCount, Attempt, BulkOperation
 from hub.runtime import Runtime
 from tests.conftest import Api, make_tenant, run_worker
 from tests.test_delivery import make_due
@@ -265,3 +265,114 @@ def test_a_bulk_cancel_racing_the_dispatcher_lets_nothing_out_after_it_committed
     assert cancelled and len(cancelled) == op.changed < len(ids)  # both sides won some
     assert not cancelled & attempted  # nothing that ended cancelled was ever sent
     assert {final[i] for i in set(ids) - cancelled} == {"delivered"}  # the rest went out
+
+
+# -- lost background runs --------------------------------------------------------------------------
+
+
+class Killed(BaseException):
+    """What a worker killed mid-run looks like from the row: no except clause runs."""
+
+
+def background_delay(api: Api, monkeypatch: pytest.MonkeyPatch, count: int) -> tuple[int, list[int], dict[int, str]]:
+    monkeypatch.setattr(bulk, "BACKGROUND_THRESHOLD", 3)
+    monkeypatch.setattr(bulk, "CHUNK", 2)
+    sandbox(api)
+    ids = many(api, count)
+    before = {i: api.get(f"/api/v1/actions/{i}").json["run_at"] for i in ids}
+    started = api.post("/api/v1/bulk-operations", json={"operation": "delay", "filter": {}, "days": 1})
+    assert started.status_code == 202, started.json
+    return started.json["id"], ids, before
+
+
+def assert_each_delayed_once(api: Api, ids: list[int], before: dict[int, str]) -> None:
+    for i in ids:
+        moved = datetime.fromisoformat(api.get(f"/api/v1/actions/{i}").json["run_at"])
+        assert moved == datetime.fromisoformat(before[i]) + timedelta(days=1), i
+    delays = api.get("/api/v1/audit", query_string={"operation": "delay", "limit": 200}).json["data"]
+    assert sorted(e["action_id"] for e in delays) == sorted(ids)
+
+
+def later(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def test_a_background_operation_whose_job_redis_lost_is_started_again_by_the_sweep(
+    api: Api, rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    op_id, ids, before = background_delay(api, monkeypatch, 5)
+    assert bulk.sweep(rt) == []  # just queued: its job is there
+    assert bulk.sweep(rt, later(bulk.QUEUED_GRACE_SECONDS + 1)) == []  # still there: left alone
+    rt.redis.flushdb()  # Redis lost it
+    assert bulk.sweep(rt, later(bulk.QUEUED_GRACE_SECONDS + 1)) == [op_id]
+    assert bulk.sweep(rt, later(bulk.QUEUED_GRACE_SECONDS + 1)) == []  # once is enough: the new job waits
+    run_worker(rt)
+    body = api.get(f"/api/v1/bulk-operations/{op_id}").json
+    assert (body["state"], body["done"], body["changed"]) == ("done", 5, 5)
+    assert_each_delayed_once(api, ids, before)
+
+
+def test_an_operation_whose_worker_died_mid_run_resumes_where_it_stopped_and_does_nothing_twice(
+    api: Api, rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    op_id, ids, before = background_delay(api, monkeypatch, 5)
+    rt.redis.flushdb()  # the job was taken by the worker that dies below
+
+    def die(_: int) -> None:
+        raise Killed
+
+    with pytest.raises(Killed):
+        bulk.run(rt, op_id, progress=die)  # the first batch commits, then the worker is gone
+    body = api.get(f"/api/v1/bulk-operations/{op_id}").json
+    assert (body["state"], body["done"]) == ("running", 2)
+    assert bulk.sweep(rt) == []  # its lease has not run out yet
+    assert bulk.sweep(rt, later(bulk.LEASE_SECONDS + 1)) == [op_id]
+    run_worker(rt)
+    body = api.get(f"/api/v1/bulk-operations/{op_id}").json
+    assert (body["state"], body["done"], body["changed"]) == ("done", 5, 5)
+    assert_each_delayed_once(api, ids, before)
+
+
+def test_a_run_that_lost_its_lease_to_another_stops_and_rolls_its_batch_back(
+    api: Api, rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    op_id, ids, before = background_delay(api, monkeypatch, 5)
+
+    def taken_over(_: int) -> None:  # another run claimed it meanwhile
+        with rt.db.transaction() as session:
+            session.execute(update(BulkOperation).where(BulkOperation.id == op_id).values(lease_token="other"))
+
+    stopped = bulk.run(rt, op_id, progress=taken_over)
+    assert stopped is not None and stopped.state == "running"
+    body = api.get(f"/api/v1/bulk-operations/{op_id}").json
+    assert (body["state"], body["done"]) == ("running", 2)  # the second batch was rolled back
+    delayed = [i for i in ids if api.get(f"/api/v1/actions/{i}").json["run_at"] != before[i]]
+    assert delayed == ids[:2]
+
+
+def test_an_operation_lost_too_many_times_fails_with_a_message(
+    api: Api, rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    op_id, _, _ = background_delay(api, monkeypatch, 4)
+    with rt.db.transaction() as session:
+        session.execute(update(BulkOperation).values(resumes=bulk.MAX_RESUMES))
+    rt.redis.flushdb()
+    assert bulk.sweep(rt, later(bulk.QUEUED_GRACE_SECONDS + 1)) == []
+    body = api.get(f"/api/v1/bulk-operations/{op_id}").json
+    assert body["state"] == "failed" and "lost" in body["error"]
+
+
+def test_the_dispatchers_housekeeping_restarts_lost_operations_and_folds_the_counters(
+    api: Api, rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    op_id, ids, before = background_delay(api, monkeypatch, 4)
+    rt.redis.flushdb()
+    with rt.db.transaction() as session:
+        session.execute(update(BulkOperation).values(created_at=datetime.now(UTC) - timedelta(minutes=5)))
+    housekeeping(rt)
+    run_worker(rt)
+    assert api.get(f"/api/v1/bulk-operations/{op_id}").json["state"] == "done"
+    assert_each_delayed_once(api, ids, before)
+    housekeeping(rt)
+    with rt.db.session() as session:
+        assert set(session.scalars(select(ActionCount.settled))) == {True}

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import responses
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from hub.models import Action
 from hub.runtime import Runtime
@@ -328,3 +328,42 @@ def test_a_bad_replay_body_is_a_422(api: Api, rt: Runtime) -> None:
     assert answer.status_code == 422 and "new_key" in answer.json["error"]["fields"]
     with rt.db.session() as session:
         assert session.scalars(select(Action.state)).all() == ["pending"]
+
+
+@responses.activate
+def test_sent_events_rows_show_the_last_attempts_latency_and_status_read_in_one_query(api: Api, rt: Runtime) -> None:
+    connect_webhook(api)
+    responses.add(responses.POST, HOOK_URL, status=503)
+    responses.add(responses.POST, HOOK_URL, status=202)  # and every call after it
+    ids = [pending_action(api, f"o{n}", f"c{n}@example.com")["id"] for n in range(4)]
+    with rt.db.transaction() as session:
+        session.execute(update(Action).values(run_at=NOW + timedelta(days=1)))  # none due but the one made so
+    set_state(rt, ids[0], run_at=datetime.now(UTC))
+    deliver_round(rt)  # a 503: retried later
+    with rt.db.transaction() as session:
+        session.execute(update(Action).where(Action.id.in_(ids[:3])).values(run_at=datetime.now(UTC)))
+    deliver_round(rt)  # ids[3] was never tried: not in Sent
+
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(rt.db.engine, "before_cursor_execute", seen)
+    try:
+        rows = api.get("/api/v1/events").json["data"]
+    finally:
+        event.remove(rt.db.engine, "before_cursor_execute", seen)
+    assert [r["id"] for r in rows] == ids[2::-1]
+    for row in rows:
+        last = row["last_attempt"]
+        assert (row["status"], row["trigger"], last["http_status"], last["outcome"]) == (
+            "delivered",
+            "auto",
+            202,
+            "delivered",
+        )
+        assert last["duration_ms"] >= 0 and last["at"]
+    detail = api.get(f"/api/v1/actions/{ids[0]}").json["attempt_log"]
+    assert [a["http_status"] for a in detail] == [503, 202]  # the row showed the last of the two
+    assert len([s for s in statements if "FROM attempts" in s]) == 1

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import openpyxl
 import pytest
@@ -20,14 +22,16 @@ from tests.test_outbox import pending_action, review, sandbox, set_state
 def test_stats_count_outcomes_with_the_delivery_rate_per_app_and_per_day(api: Api, rt: Runtime) -> None:
     sandbox(api)
     ids = [pending_action(api, str(n), f"c{n}@example.com")["id"] for n in range(5)]
-    set_state(rt, ids[0], state="delivered", attempt_count=1)
-    set_state(rt, ids[1], state="delivered", attempt_count=2)
-    set_state(rt, ids[2], state="failed", attempt_count=3)
-    set_state(rt, ids[3], state="skipped")
-    yesterday = datetime.now(UTC) - timedelta(days=1)
+    # Fixed creation times, not "now": a test running across midnight must not move actions between days.
+    today = datetime.now(UTC).date() - timedelta(days=10)
+    noon = datetime(today.year, today.month, today.day, 12, tzinfo=UTC)
+    set_state(rt, ids[0], state="delivered", attempt_count=1, created_at=noon)
+    set_state(rt, ids[1], state="delivered", attempt_count=2, created_at=noon)
+    set_state(rt, ids[2], state="failed", attempt_count=3, created_at=noon)
+    set_state(rt, ids[3], state="skipped", created_at=noon)
+    yesterday = noon - timedelta(days=1)
     set_state(rt, ids[4], created_at=yesterday)
 
-    today = datetime.now(UTC).date()
     start = datetime(yesterday.year, yesterday.month, yesterday.day, tzinfo=UTC)
     answer = api.get(
         "/api/v1/stats", query_string={"from": start.isoformat(), "to": (start + timedelta(days=3)).isoformat()}
@@ -113,3 +117,28 @@ def test_cells_that_would_run_as_formulas_are_quoted() -> None:
         "a=b",
         5,
     ]
+
+
+def test_the_xlsx_temporary_file_is_removed_when_the_download_ends_or_is_abandoned(
+    api: Api, rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(export, "CHUNK_BYTES", 512)  # several chunks
+    made: list[str] = []
+    real = export.tempfile.mkstemp
+
+    def mkstemp(**kwargs: Any) -> tuple[int, str]:
+        handle, path = real(**kwargs)
+        if path.endswith(".xlsx"):  # xlsxwriter makes temporary files of its own, and removes them
+            made.append(path)
+        return handle, path
+
+    monkeypatch.setattr(export.tempfile, "mkstemp", mkstemp)
+    sandbox(api)
+    for n in range(20):
+        pending_action(api, f"o{n}", f"c{n}@example.com")
+    whole = b"".join(export.xlsx_stream(rt.db, api.tenant.store.id, {}))
+    assert whole.startswith(b"PK") and not os.path.exists(made[-1])
+    abandoned = export.xlsx_stream(rt.db, api.tenant.store.id, {})
+    assert next(abandoned).startswith(b"PK") and os.path.exists(made[-1])
+    abandoned.close()  # the client went away: the server closes the response iterator
+    assert not os.path.exists(made[-1])

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask_smorest import Blueprint, abort
-from sqlalchemy import Select, or_, select
-from sqlalchemy.orm import defer
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session, defer
 
 from hub import queries
 from hub.api import authenticate, current_store, db_session
@@ -68,6 +68,19 @@ def get_action(action_id: int) -> Any:
     return action
 
 
+def last_attempts(session: Session, action_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The latest attempt of each action, for a page of rows: one query, whatever the page size (the newest id
+    per action comes from the (action_id, id) index)."""
+    if not action_ids:
+        return {}
+    newest = select(func.max(Attempt.id)).where(Attempt.action_id.in_(action_ids)).group_by(Attempt.action_id)
+    found = session.execute(
+        select(Attempt.action_id, Attempt.started_at, Attempt.duration_ms, Attempt.http_status, Attempt.outcome)
+        .where(Attempt.id.in_(newest.scalar_subquery()))
+    )  # fmt: skip
+    return {row.action_id: row._asdict() for row in found}
+
+
 @blp.route("/events", methods=["GET"])
 @blp.arguments(EventsQuery, location="query")
 @blp.response(200, EventPage)
@@ -81,6 +94,7 @@ def list_events(query: dict[str, Any]) -> Any:
     elif query.get("status"):
         statement = statement.where(Action.state == query["status"])
     rows, cursor = page(statement, query)
+    last = last_attempts(db_session(), [a.id for a in rows if a.attempt_count])
     data = [
         {
             "id": a.id,
@@ -94,6 +108,7 @@ def list_events(query: dict[str, Any]) -> Any:
             "last_status": a.last_status,
             "reason_text": a.reason_text,
             "next_attempt_at": a.run_at if event_status(a) == "retrying" else None,
+            "last_attempt": last.get(a.id),
         }
         for a in rows
     ]
