@@ -44,6 +44,7 @@ from hub.stores import create_store, create_token
 
 ROOT = Path(__file__).resolve().parent.parent
 SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+KLAVIYO_KEY = "pk_bench_0123456789abcdef0123456789"
 SIZES = {
     "full": {"events": 20_000, "latency": 200, "rows": 1_000_000, "list_calls": 200, "ingest_seconds": 8.0},
     "smoke": {"events": 300, "latency": 10, "rows": 5_000, "list_calls": 10, "ingest_seconds": 1.0},
@@ -130,16 +131,17 @@ def prepared(size: str) -> Iterator[Setup]:
         redis.Redis.from_url(setup.redis_url).flushdb()
 
 
-def make_store(setup: Setup) -> tuple[int, int, str]:
+def make_store(setup: Setup, app: str = "webhook") -> tuple[int, int, str]:
     rt = setup.runtime()
     with rt.db.transaction() as session:
         store = create_store(session, "Bench")
         _, token = create_token(session, store.id, "bench")
+        if app == "klaviyo":  # the real connector, pointed at the stub (base_url) in bulk mode
+            credentials, settings = {"api_key": KLAVIYO_KEY}, {"base_url": setup.stub_url}
+        else:
+            credentials, settings = {"signing_secret": SIGNING_SECRET}, {"url": f"{setup.stub_url}/hook"}
         integration = Integration(
-            store_id=store.id,
-            app="webhook",
-            credentials=rt.box.encrypt({"signing_secret": SIGNING_SECRET}),
-            settings={"url": f"{setup.stub_url}/hook"},
+            store_id=store.id, app=app, credentials=rt.box.encrypt(credentials), settings=settings
         )
         session.add(integration)
         session.flush()
@@ -296,16 +298,28 @@ def ceiling(setup: Setup, events: int) -> dict[str, Any]:
     }
 
 
-# -- P1: per-event platform end to end --------------------------------------------------------------
+# -- P1 / P2: delivery end to end -------------------------------------------------------------------
 
 
 def p1(setup: Setup, events: int) -> dict[str, Any]:
-    store_id, integration_id, _ = make_store(setup)
+    """Per-event platform: the webhook connector, one request per event."""
+    return delivery_run(setup, events, "webhook")
+
+
+def p2(setup: Setup, events: int) -> dict[str, Any]:
+    """Bulk platform: the Klaviyo connector in bulk mode (Bulk Create Events, 1,000 events a request) against
+    the stub. Klaviyo's own limit (150 bulk requests a minute) is lifted: the stub is not Klaviyo, and the
+    figure is what the hub can do; with the real limit one account tops out at 2,500 events/s."""
+    return delivery_run(setup, events, "klaviyo", HUB_RATE_LIMIT_SCALE="0")
+
+
+def delivery_run(setup: Setup, events: int, app: str, **env: str) -> dict[str, Any]:
+    store_id, integration_id, _ = make_store(setup, app)
     far = datetime(2100, 1, 1, tzinfo=UTC)
     seed_actions(setup, store_id, integration_id, events, far)
     reset_stub(setup)
-    worker = spawn(setup, "hub", "worker", "--count", str(WORKERS))
-    dispatcher = spawn(setup, "hub", "dispatch")
+    worker = spawn(setup, "hub", "worker", "--count", str(WORKERS), **env)
+    dispatcher = spawn(setup, "hub", "dispatch", **env)
     time.sleep(3)  # processes up and idle
     rt = setup.runtime()
     began = datetime.now(UTC)
@@ -331,6 +345,7 @@ def p1(setup: Setup, events: int) -> dict[str, Any]:
         "events": events,
         "delivered": delivered,
         "attempts_recorded": attempts,
+        "requests": seen["requests"],
         "platform_saw_keys": seen["keys"],
         "seconds": round(elapsed, 3),
         "events_per_second": round(delivered / elapsed, 1),
@@ -547,7 +562,7 @@ def main() -> None:
     steps: list[tuple[str, Callable[[Setup], dict[str, Any]]]] = [
         ("ceiling", lambda s: ceiling(s, size["events"])),
         ("P1", lambda s: p1(s, size["events"])),
-        ("P2", lambda s: {"skipped": "needs the Klaviyo bulk connector (issue 3)"}),
+        ("P2", lambda s: p2(s, size["events"])),
         ("P3", lambda s: p3(s, size["latency"])),
         ("P4", lambda s: p4(s, size["rows"], size["list_calls"])),
         ("P5", lambda s: p5(s, size["ingest_seconds"])),
@@ -560,10 +575,11 @@ def main() -> None:
             results[name] = step(setup)
     if "P1" in results and "worker_peak_rss_mb" in results["P1"]:
         results["P6"] = {"worker_peak_rss_mb": results["P1"]["worker_peak_rss_mb"]}
-    if "ceiling" in results and "P1" in results and "events_per_second" in results["P1"]:
-        results["P1"]["ratio_to_ceiling"] = round(
-            results["P1"]["events_per_second"] / results["ceiling"]["events_per_second"], 2
-        )
+    for figure in ("P1", "P2"):
+        if "ceiling" in results and "events_per_second" in results.get(figure, {}):
+            results[figure]["ratio_to_ceiling"] = round(
+                results[figure]["events_per_second"] / results["ceiling"]["events_per_second"], 2
+            )
     print(table(results))
     out = args.out or ROOT / "bench" / "results" / f"{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

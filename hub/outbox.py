@@ -58,6 +58,7 @@ CLAIMED_COLUMNS = (
 class Claimed:
     id: int
     integration_id: int | None
+    app: str | None = None  # lets the dispatcher size jobs for connectors that send in batches
 
 
 def _due(at: datetime):  # type: ignore[no-untyped-def]
@@ -83,12 +84,12 @@ def claim_due(db: Database, limit: int, lease_seconds: float, at: datetime | Non
             lease_expires_at=at + timedelta(seconds=lease_seconds),
             updated_at=at,
         )
-        .returning(Action.id, Action.integration_id)
+        .returning(Action.id, Action.integration_id, Action.app)
         .execution_options(synchronize_session=False)
     )
     with db.transaction() as session:
         rows = session.execute(statement).all()
-    return [Claimed(row.id, row.integration_id) for row in rows]
+    return [Claimed(row.id, row.integration_id, row.app) for row in rows]
 
 
 def claim_one(session: Session, action_id: int, lease_seconds: float) -> bool:
