@@ -13,6 +13,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -241,6 +242,38 @@ def peak_rss_mb(pids: list[int]) -> float:
     return peak / 1024
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def postgres_pids(database: str | None) -> list[int]:
+    """The PostgreSQL backends serving one database (their process titles name it)."""
+    if not database:
+        return []
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if f" {database} ".encode() in (entry / "cmdline").read_bytes().replace(b"\0", b" "):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 def stub_stats(setup: Setup) -> dict[str, int]:
     return requests.get(f"{setup.stub_url}/stats", timeout=5).json()  # type: ignore[no-any-return]
 
@@ -286,15 +319,18 @@ def ceiling(setup: Setup, events: int) -> dict[str, Any]:
     for p in processes:
         p.start()
     time.sleep(0.5)
+    cpu = _children_cpu()
     began = time.perf_counter()
     start.set()
     for p in processes:
         p.join()
     elapsed = time.perf_counter() - began
+    cpu_end = _children_cpu()  # the loops were reaped by join: their CPU is counted now
     return {
         "events": per * WORKERS,
         "seconds": round(elapsed, 3),
         "events_per_second": round(per * WORKERS / elapsed, 1),
+        "cpu_us_per_event": round((cpu_end - cpu) / (per * WORKERS) * 1e6),
     }
 
 
@@ -322,6 +358,8 @@ def delivery_run(setup: Setup, events: int, app: str, **env: str) -> dict[str, A
     dispatcher = spawn(setup, "hub", "dispatch", **env)
     time.sleep(3)  # processes up and idle
     rt = setup.runtime()
+    hub_pids = descendants(worker.pid) + descendants(dispatcher.pid)
+    cpu, pg_cpu = cpu_seconds(hub_pids), cpu_seconds(postgres_pids(setup.database_name))
     began = datetime.now(UTC)
     with rt.db.transaction() as session:
         session.execute(update(Action).where(Action.state == "pending").values(run_at=began))
@@ -336,6 +374,8 @@ def delivery_run(setup: Setup, events: int, app: str, **env: str) -> dict[str, A
         finished = session.scalar(select(func.max(Action.delivered_at)))
     elapsed = (finished - began).total_seconds() if finished else float("nan")
     rss = peak_rss_mb(descendants(worker.pid))
+    cpu = cpu_seconds(hub_pids) - cpu
+    pg_cpu = cpu_seconds(postgres_pids(setup.database_name)) - pg_cpu
     stop([worker, dispatcher])
     with rt.db.session() as session:
         attempts = session.scalar(text("SELECT count(*) FROM attempts"))
@@ -349,6 +389,10 @@ def delivery_run(setup: Setup, events: int, app: str, **env: str) -> dict[str, A
         "platform_saw_keys": seen["keys"],
         "seconds": round(elapsed, 3),
         "events_per_second": round(delivered / elapsed, 1),
+        # CPU per event of the workers and the dispatcher, and of PostgreSQL, while delivering (includes a last
+        # poll of up to a second): on a busy shared machine these move less than the rates do.
+        "cpu_us_per_event": round(cpu / events * 1e6),
+        "postgres_cpu_us_per_event": round(pg_cpu / events * 1e6),
         "worker_peak_rss_mb": round(rss, 1),
     }
 

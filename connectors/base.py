@@ -13,6 +13,7 @@ never sleeps, retries or touches a database.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import math
@@ -227,10 +228,13 @@ def json_size(value: Any) -> int:
     return len(json.dumps(value).encode())
 
 
-def plan_batches(connector: Connector, entries: Sequence[Any], settings: Mapping[str, Any]) -> list[list[int]]:
+def plan_batches(
+    connector: Connector, entries: Sequence[Any], settings: Mapping[str, Any], sizes: Sequence[int] | None = None
+) -> list[list[int]]:
     """Split entries into requests: at most ``batch_size`` each and, when the connector declares
     ``batch_max_bytes``, bodies within it. Returns each request's entry indexes, in order. An entry too
-    large for any request still goes alone: the platform's answer then says why it was refused."""
+    large for any request still goes alone: the platform's answer then says why it was refused.
+    ``sizes`` are the entries' JSON sizes when the caller has them already."""
     capabilities = connector.capabilities
     size_limit = capabilities.batch_max_bytes
     count_limit = max(1, capabilities.batch_size)
@@ -239,7 +243,7 @@ def plan_batches(connector: Connector, entries: Sequence[Any], settings: Mapping
     current: list[int] = []
     size = envelope
     for index, entry in enumerate(entries):
-        extra = json_size(entry) + 2 if size_limit else 0  # ", " between entries
+        extra = ((sizes[index] if sizes is not None else json_size(entry)) + 2) if size_limit else 0  # ", "
         if current and (len(current) >= count_limit or (size_limit and size + extra > size_limit)):
             groups.append(current)
             current, size = [], envelope
@@ -248,6 +252,61 @@ def plan_batches(connector: Connector, entries: Sequence[Any], settings: Mapping
     if current:
         groups.append(current)
     return groups
+
+
+_FIRST, _SECOND = "\x00tidings-entry-1\x00", "\x00tidings-entry-2\x00"
+
+
+@dataclass(frozen=True)
+class Splice:
+    """A connector's batch body as text around its entries: ``prefix + ", ".join(entry texts) + suffix``.
+
+    Lets the hub encode each entry once (to size the requests, to send them and to record each event's
+    part) instead of encoding whole bodies again. Only for connectors whose ``build_batch_request`` puts
+    the entries, unchanged and in order, into one JSON list; :func:`splice_of` checks that.
+    """
+
+    request: Request  # method, url, headers and secrets of every batch request; no body
+    prefix: str
+    suffix: str
+
+    def body(self, texts: Sequence[str]) -> str:
+        return self.prefix + ", ".join(texts) + self.suffix
+
+    def build(self, texts: Sequence[str]) -> Request:
+        return dataclasses.replace(self.request, data=self.body(texts).encode())
+
+
+def splice_of(connector: Connector, settings: Mapping[str, Any]) -> Splice | None:
+    """The connector's batch body as a splice, or None when its body is not entries placed as they are."""
+    try:
+        one = connector.build_batch_request([_FIRST], settings)
+        two = connector.build_batch_request([_FIRST, _SECOND], settings)
+    except Exception:  # a connector that reads its entries: no splice, it builds every body itself
+        return None
+    if (
+        one.json is None
+        or one.data is not None
+        or (one.method, one.url, one.headers, one.secrets)
+        != (
+            two.method,
+            two.url,
+            two.headers,
+            two.secrets,
+        )
+    ):
+        return None
+    first, second = json.dumps(_FIRST), json.dumps(_SECOND)
+    text = json.dumps(one.json)
+    if text.count(first) != 1:
+        return None
+    prefix, suffix = text.split(first)
+    if json.dumps(two.json) != prefix + first + ", " + second + suffix:
+        return None
+    headers = dict(one.headers)
+    if not any(name.lower() == "content-type" for name in headers):
+        headers["Content-Type"] = "application/json"  # what requests would have set for json=
+    return Splice(Request(one.method, one.url, headers, secrets=one.secrets), prefix, suffix)
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -31,8 +31,8 @@ from sqlalchemy import Row, insert, select, update
 from sqlalchemy.orm import Session
 
 from connectors import registry
-from connectors.base import Connector, Customer, Event, Outcome, OutcomeKind, SkipEvent, plan_batches
-from connectors.http import TransportError, redact
+from connectors.base import Connector, Customer, Event, Outcome, OutcomeKind, SkipEvent, plan_batches, splice_of
+from connectors.http import TransportError, redact_text
 from hub import guards, outbox
 from hub.flows import hold_reason
 from hub.models import Action, ActionState, Actor, Attempt, Integration, IntegrationState
@@ -220,7 +220,7 @@ def _decide(rt: Runtime, action: Row[Any], target: Target, stopped: guards.Guard
     outcome = target.connector.classify(response, error)
     status = response.status_code if response is not None else None
     excerpt = scrub(response.text) if response is not None else None
-    decision = _sent(rt, action, outcome, started, duration_ms, status, error, redact(request), excerpt)
+    decision = _sent(rt, action, outcome, started, duration_ms, status, error, redact_text(request), excerpt)
     log.info(
         "attempt action=%s app=%s status=%s outcome=%s duration_ms=%s",
         action.id,
@@ -275,10 +275,13 @@ def _deliver_in_batches(rt: Runtime, actions: list[Row[Any]], target: Target) ->
         first[event.id] = len(sent)
         sent.append((action, entry))
 
+    # Each entry is encoded once: its size plans the requests, and its text goes into the body and the record.
+    splice = splice_of(connector, settings)
+    texts = [json.dumps(entry) for _, entry in sent]
     waited = 0.0  # once a request finds no token, the rest of the job waits behind it in the database
     deferred = 0
-    for group in plan_batches(connector, [entry for _, entry in sent], settings):
-        members = [(sent[i][0], sent[i][1], repeats.get(i, [])) for i in group]
+    for group in plan_batches(connector, [e for _, e in sent], settings, sizes=[len(t) for t in texts]):
+        members = [(sent[i][0], sent[i][1], texts[i], repeats.get(i, [])) for i in group]
         rate = target.batch_rate
         if rate:
             wait = waited or _take_token(rt, target.batch_bucket, rate, target.batch_burst)
@@ -287,10 +290,13 @@ def _deliver_in_batches(rt: Runtime, actions: list[Row[Any]], target: Target) ->
                 at = wait + deferred / rate
                 deferred += 1
                 decisions.extend(
-                    _wait_for_token(action, target, at, rate) for a, _, more in members for action in (a, *more)
+                    _wait_for_token(action, target, at, rate) for a, _, _, more in members for action in (a, *more)
                 )
                 continue
-        request = connector.build_batch_request([entry for _, entry, _ in members], settings)
+        if splice is not None:
+            request = splice.build([text for _, _, text, _ in members])
+        else:
+            request = connector.build_batch_request([entry for _, entry, _, _ in members], settings)
         started = outbox.now()
         clock = time.perf_counter()
         response: requests.Response | None = None
@@ -315,12 +321,17 @@ def _deliver_in_batches(rt: Runtime, actions: list[Row[Any]], target: Target) ->
         )
         if any(o.kind == OutcomeKind.RATE_LIMITED for o in outcomes) and rate:
             rt.limiter.slow_down(target.batch_bucket)
-        for position, ((action, entry, more), outcome) in enumerate(zip(members, outcomes, strict=True)):
-            record = redact(connector.build_batch_request([entry], settings))
-            record["batch"] = {"events": len(members), "position": position}
+        for position, ((action, entry, text, more), outcome) in enumerate(zip(members, outcomes, strict=True)):
             for each in (action, *more):
-                noted = record if each is action else {**record, "batch": {**record["batch"], "same_key_as": action.id}}
-                decisions.append(_sent(rt, each, outcome, started, duration_ms, status, error, noted, excerpt))
+                # The request as it would have gone for this event alone, and where it sat in the real one.
+                batch = {"events": len(members), "position": position}
+                if each is not action:
+                    batch["same_key_as"] = action.id
+                if splice is not None:
+                    record = redact_text(splice.request, {"batch": batch}, body_text=splice.body([text]))
+                else:
+                    record = redact_text(connector.build_batch_request([entry], settings), {"batch": batch})
+                decisions.append(_sent(rt, each, outcome, started, duration_ms, status, error, record, excerpt))
     return decisions
 
 
@@ -332,7 +343,7 @@ def _sent(
     duration_ms: int,
     status: int | None,
     error: Exception | None,
-    request: dict[str, Any],
+    request: str,
     response: str | None,
 ) -> Decision:
     """The decision for one action whose request went out (alone or in a batch), with its attempt."""
@@ -480,20 +491,30 @@ ATTEMPT_COLUMNS = (
     "response",
     "next_attempt_at",
 )
+REQUEST_AT = ATTEMPT_COLUMNS.index("request")
 
 
 def insert_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
     """Write a batch of attempt rows: COPY on PostgreSQL (the cheapest bulk write there is, for us and for
-    the server), a Core executemany elsewhere."""
+    the server), a Core executemany elsewhere. ``request`` is the record as JSON text (connectors.http.redact_text)
+    or as a value."""
     connection = session.connection()
     if connection.dialect.name != "postgresql":
-        connection.execute(insert(Attempt.__table__), rows)
+        decoded = [{**row, "request": _value(row["request"])} for row in rows]
+        connection.execute(insert(Attempt.__table__), decoded)
         return
     driver = connection.connection.driver_connection
     assert driver is not None
     with driver.cursor() as cursor, cursor.copy(f"COPY attempts ({', '.join(ATTEMPT_COLUMNS)}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([json.dumps(row[c]) if c == "request" else row[c] for c in ATTEMPT_COLUMNS])
+            values = [row[c] for c in ATTEMPT_COLUMNS]
+            if not isinstance(values[REQUEST_AT], str):
+                values[REQUEST_AT] = json.dumps(values[REQUEST_AT])
+            copy.write_row(values)
+
+
+def _value(request: Any) -> Any:
+    return json.loads(request) if isinstance(request, str) else request
 
 
 def _needs_attention(session: Session, integration_id: int | None, reason: str) -> None:

@@ -7,9 +7,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import responses
 from sqlalchemy import select, update
 
+from connectors.http import redact
 from connectors.klaviyo import KlaviyoConnector
 from hub import delivery
 from hub.dispatch import dispatch_once, enqueue
@@ -91,9 +93,12 @@ def unique_ids(call: Any) -> list[str]:
 
 
 @responses.activate
+@pytest.mark.parametrize("spliced", [True, False], ids=["entries encoded once", "bodies built by the connector"])
 def test_a_job_of_actions_goes_out_in_one_bulk_request_and_each_gets_its_own_attempt(
-    rt: Runtime, tenant: Tenant
+    rt: Runtime, tenant: Tenant, monkeypatch: pytest.MonkeyPatch, spliced: bool
 ) -> None:
+    if not spliced:
+        monkeypatch.setattr(delivery, "splice_of", lambda connector, settings: None)
     integration_id = connect_klaviyo(rt, tenant)
     ids = add_actions(rt, tenant, integration_id, customers(3))
     posted = responses.post(BULK_URL, status=202)
@@ -117,7 +122,10 @@ def test_a_job_of_actions_goes_out_in_one_bulk_request_and_each_gets_its_own_att
         assert entry == bulk_entries(call)[position]
         assert entry["attributes"]["events"]["data"][0]["attributes"]["unique_id"] == action.idempotency_key
         assert attempt.request["batch"] == {"events": 3, "position": position}
+        alone = KlaviyoConnector().build_batch_request([entry], {"api_key": KEY, "base_url": "https://a.klaviyo.com"})
+        assert attempt.request == {**redact(alone), "batch": {"events": 3, "position": position}}
     assert KEY not in json.dumps([a.request for a in recorded])
+    assert call.request.headers["Content-Type"] == "application/vnd.api+json"
 
 
 @responses.activate
@@ -246,37 +254,43 @@ def test_an_event_the_connector_cannot_take_is_skipped_and_left_out_of_the_reque
 
 
 @responses.activate
-def test_a_bulk_request_takes_one_rate_limit_token_however_many_events_it_carries(rt: Runtime, tenant: Tenant) -> None:
+def test_a_bulk_request_takes_one_rate_limit_token_however_many_events_it_carries(
+    rt: Runtime, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
     integration_id = connect_klaviyo(rt, tenant)
     add_actions(rt, tenant, integration_id, customers(5))
     responses.post(BULK_URL, status=202)
+    taken: list[tuple[str, float, float | None]] = []
+    acquire = rt.limiter.acquire
+
+    def counting(bucket: str, per_second: float, burst: float | None = None) -> float:
+        taken.append((bucket, per_second, burst))
+        return acquire(bucket, per_second, burst)
+
+    monkeypatch.setattr(rt.limiter, "acquire", counting)
     deliver_round(rt)
 
     capabilities = KlaviyoConnector.capabilities
-    assert capabilities.batch_rate_burst and capabilities.batch_rate_limit_per_second
-    bucket = f"integration:{integration_id}:batch"
-    taken = 0
-    while rt.limiter.acquire(bucket, capabilities.batch_rate_limit_per_second, capabilities.batch_rate_burst) == 0:
-        taken += 1
-    assert taken == capabilities.batch_rate_burst - 1  # the delivery used exactly one
+    # Bulk Create Events' own limit (tier M: 10/s burst, 150/min steady), not Create Event's.
+    assert taken == [(f"integration:{integration_id}:batch", 150 / 60, capabilities.batch_rate_burst)]
+    assert {a.state for a in actions(rt)} == {"delivered"}
 
 
 @responses.activate
 def test_without_a_token_every_action_of_the_request_waits_in_the_database_without_an_attempt(
-    rt: Runtime, tenant: Tenant
+    rt: Runtime, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     integration_id = connect_klaviyo(rt, tenant)
     add_actions(rt, tenant, integration_id, customers(3))
-    capabilities = KlaviyoConnector.capabilities
-    assert capabilities.batch_rate_burst and capabilities.batch_rate_limit_per_second
-    bucket = f"integration:{integration_id}:batch"
-    while rt.limiter.acquire(bucket, capabilities.batch_rate_limit_per_second, capabilities.batch_rate_burst) == 0:
-        pass
+    monkeypatch.setattr(rt.limiter, "acquire", lambda bucket, per_second, burst=None: 5.0)  # the next token in 5 s
     posted = responses.post(BULK_URL, status=202)
+    before = datetime.now(UTC)
     deliver_round(rt)
 
     assert not posted.calls and not attempts(rt)
-    assert {(a.state, a.reason_code, a.attempt_count) for a in actions(rt)} == {("pending", "rate_limit_wait", 0)}
+    rows = actions(rt)
+    assert {(a.state, a.reason_code, a.attempt_count) for a in rows} == {("pending", "rate_limit_wait", 0)}
+    assert all(timedelta(seconds=5) <= a.run_at - before < timedelta(seconds=60) for a in rows)
 
 
 @responses.activate

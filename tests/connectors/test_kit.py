@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import json
 import logging
 import socket
 from collections.abc import Mapping, Sequence
@@ -21,6 +23,7 @@ from connectors.base import (
     Request,
     SkipEvent,
     default_classify,
+    splice_of,
 )
 from connectors.http import HttpClient
 from connectors.kit import SAMPLE_EVENT, ConnectorContract
@@ -311,3 +314,39 @@ def test_a_broken_batch_sender_fails_the_check_for_its_mistake(
     with pytest.raises(AssertionError) as caught:
         run(check, connector, request)
     assert complaint in str(caught.value)
+
+
+class Wrapping(Bulky):
+    """Wraps each entry: its body is not the entries as they are."""
+
+    key = "wrapping"
+
+    def build_batch_request(self, entries: Sequence[Any], settings: Mapping[str, Any]) -> Request:
+        return super().build_batch_request([{"event": e} for e in entries], settings)
+
+
+class Counting(Bulky):
+    """Puts the number of entries in the body."""
+
+    key = "counting"
+
+    def build_batch_request(self, entries: Sequence[Any], settings: Mapping[str, Any]) -> Request:
+        request = super().build_batch_request(entries, settings)
+        return dataclasses.replace(request, json={**request.json, "count": len(entries)})
+
+
+def test_a_body_of_entries_as_they_are_is_spliced_from_texts_encoded_once() -> None:
+    settings = {"api_key": KEY}
+    entries = [{"id": "a", "properties": {"x": "é"}}, {"id": "b", "properties": {}}]
+    splice = splice_of(Bulky(), settings)
+    assert splice is not None
+    built = splice.build([json.dumps(e) for e in entries])
+    expected = Bulky().build_batch_request(entries, settings)
+    assert built.data == json.dumps(expected.json).encode()
+    assert (built.method, built.url, built.secrets) == (expected.method, expected.url, expected.secrets)
+    assert built.headers == {**expected.headers, "Content-Type": "application/json"}  # as requests sets for json=
+
+
+@pytest.mark.parametrize("connector", [Wrapping, Counting, Careful])
+def test_a_body_that_is_not_the_entries_as_they_are_is_built_by_the_connector(connector: type[Connector]) -> None:
+    assert splice_of(connector(), {"api_key": KEY}) is None
