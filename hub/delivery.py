@@ -35,7 +35,7 @@ from connectors.base import Connector, Customer, Event, Outcome, OutcomeKind, Sk
 from connectors.http import TransportError, redact_text
 from hub import guards, outbox
 from hub.flows import hold_reason
-from hub.models import Action, ActionState, Actor, Attempt, Integration, IntegrationState
+from hub.models import ActionState, Actor, Attempt, Integration, IntegrationState
 
 if TYPE_CHECKING:
     import requests
@@ -421,60 +421,34 @@ def _next_state(rt: Runtime, action: Row[Any], outcome: Outcome) -> tuple[Action
 def _record(rt: Runtime, decisions: list[Decision], lease: str) -> dict[str, int]:
     """Every attempt and every transition of the batch, in one transaction."""
     tally: Counter[str] = Counter()
-    at = outbox.now()
     with rt.db.transaction() as session:
         attempts = [d.attempt for d in decisions if d.attempt is not None]
         if attempts:
             insert_attempts(session, attempts)
-        # Deliveries are the common case: one conditional UPDATE per HTTP status, its RETURNING checked.
-        delivered: dict[int | None, list[int]] = defaultdict(list)
+        # One conditional UPDATE per kind of change (on PostgreSQL: all delivered actions in one statement, their
+        # statuses in a VALUES list), its RETURNING checked against the ids it was meant to move.
+        groups: dict[tuple[ActionState, tuple[str, ...]], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
         for decision in decisions:
+            values = {**decision.values, "lease_expires_at": None}
             if decision.state == ActionState.DELIVERED:
-                delivered[decision.values["last_status"]].append(decision.action.id)
-        for status, ids in delivered.items():
-            moved = session.scalars(
-                update(Action)
-                .where(Action.id.in_(ids), Action.state == ActionState.SENDING, Action.lease_token == lease)
-                .values(
-                    state=ActionState.DELIVERED,
-                    delivered_at=at,
-                    updated_at=at,
-                    attempt_count=Action.attempt_count + 1,
-                    last_status=status,
-                    reason_code=None,
-                    reason_text=None,
-                    lease_expires_at=None,
-                )
-                .returning(Action.id)
-                .execution_options(synchronize_session=False)
-            ).all()
-            tally[ActionState.DELIVERED.value] += len(moved)
-            tally["lease_lost"] += len(ids) - len(moved)
-        for decision in decisions:
-            if decision.state == ActionState.DELIVERED:
-                continue
-            if decision.state in (ActionState.FAILED, ActionState.SKIPPED):
-                decision.values.setdefault(
-                    "caused_by", Actor.SYSTEM if decision.state == ActionState.FAILED else Actor.RULE
-                )
-            moved_one = outbox.transition(
-                session,
-                decision.action.id,
-                expected=ActionState.SENDING,
-                lease_token=lease,
-                state=decision.state,
-                lease_expires_at=None,
-                **decision.values,
+                values.update(reason_code=None, reason_text=None)
+            elif decision.state in (ActionState.FAILED, ActionState.SKIPPED):
+                values.setdefault("caused_by", Actor.SYSTEM if decision.state == ActionState.FAILED else Actor.RULE)
+            groups[(decision.state, tuple(sorted(values)))].append((decision.action.id, values))
+        for (state, _), changes in groups.items():
+            moved = outbox.transition_many(
+                session, changes, expected=ActionState.SENDING, lease_token=lease, state=state
             )
-            tally[decision.state.value if moved_one else "lease_lost"] += 1
+            tally.update({state.value: len(moved), "lease_lost": len(changes) - len(moved)})
         for integration_id, reason in {
             d.action.integration_id: d.credentials_rejected for d in decisions if d.credentials_rejected
         }.items():
             _needs_attention(session, integration_id, reason)
-    lost = tally.pop("lease_lost", 0)
-    if lost:
-        log.warning("%d actions had moved on (their lease ran out): attempts recorded, states left alone", lost)
-        tally["lease_lost"] = lost
+    tally = +tally  # drop the zeros
+    if tally["lease_lost"]:
+        log.warning(
+            "%d actions had moved on (their lease ran out): attempts recorded, states left alone", tally["lease_lost"]
+        )
     return dict(tally)
 
 

@@ -316,3 +316,31 @@ def test_the_dispatcher_gives_a_batch_capable_integration_jobs_of_a_whole_reques
     assert sorted(len(job.args[0]) for job in rt.queue.get_jobs()) == [501, 1000]
     rt.queue.empty()
     assert enqueue(rt, [Claimed(n, 99, "webhook") for n in range(1, 251)]) == 3  # HUB_JOB_BATCH for the others
+
+
+@responses.activate
+def test_an_action_whose_lease_was_taken_while_sending_keeps_its_new_owners_state_and_the_rest_move(
+    rt: Runtime, tenant: Tenant
+) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    first, second, third = add_actions(rt, tenant, integration_id, customers(3))
+
+    def lease_runs_out_meanwhile(request: Any) -> tuple[int, dict[str, str], str]:
+        with rt.db.transaction() as session:  # another worker re-claimed the first one
+            session.execute(update(Action).where(Action.id == first).values(lease_token="another-worker"))
+        body = {"errors": [{"id": "e", "code": "invalid", "title": "Invalid input.", "detail": "Bad email"}]}
+        body["errors"][0]["source"] = {"pointer": "/data/attributes/events-bulk-create/data/2/attributes"}
+        return 400, {}, json.dumps(body)
+
+    responses.add_callback(responses.POST, BULK_URL, callback=lease_runs_out_meanwhile)
+    with rt.db.transaction() as session:
+        session.execute(update(Action).values(state="queued"))
+
+    tally = delivery.deliver_batch(rt, [first, second, third])
+
+    assert tally == {"pending": 1, "failed": 1, "lease_lost": 1}
+    rows = {a.id: a for a in actions(rt)}
+    assert (rows[first].state, rows[first].lease_token, rows[first].attempt_count) == ("sending", "another-worker", 0)
+    assert (rows[second].state, rows[second].reason_code) == ("pending", "retrying")
+    assert (rows[third].state, rows[third].reason_text) == ("failed", "HTTP 400: invalid: Bad email")
+    assert sorted(a.action_id for a in attempts(rt)) == [first, second, third]  # recorded all the same
