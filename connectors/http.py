@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ReadTimeoutError
@@ -151,14 +152,17 @@ class HttpClient:
         # (it would carry one store's platform cookies into another's requests), and the origin picks the guard.
         adapter = self._open if trusted else self._guarded
         try:
-            prepared = self.session.prepare_request(
-                requests.Request(
-                    request.method,
-                    request.url,
-                    headers=dict(request.headers),
-                    json=request.json if request.data is None else None,
-                    data=request.data,
-                )
+            # Prepared without the session's merging (cookies, auth, hooks, proxies: none of which apply here);
+            # only its headers (User-Agent and requests' defaults) go under the request's own.
+            headers = CaseInsensitiveDict(self.session.headers)
+            headers.update(request.headers)
+            prepared = requests.PreparedRequest()
+            prepared.prepare(
+                method=request.method,
+                url=request.url,
+                headers=headers,
+                json=request.json if request.data is None else None,
+                data=request.data,
             )
             response = adapter.send(prepared, stream=True, timeout=self.timeout)
             _read_capped(response)

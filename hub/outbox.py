@@ -87,10 +87,14 @@ def claim_due(db: Database, limit: int, lease_seconds: float, at: datetime | Non
                 break
             ids = select(Action.id).where(condition).order_by(order).limit(room)
             if db.is_postgresql:
-                ids = ids.with_for_update(skip_locked=True)
+                # = ANY(ARRAY(subquery)): the ids are picked once, then fetched by primary key. With IN (subquery)
+                # the planner may run the subquery once per candidate row (seen on a table not yet analyzed).
+                picked = Action.id == any_(func.array(ids.with_for_update(skip_locked=True).scalar_subquery()))
+            else:
+                picked = Action.id.in_(ids.scalar_subquery())
             rows = session.execute(
                 update(Action)
-                .where(Action.id.in_(ids.scalar_subquery()), condition)
+                .where(picked, condition)
                 .values(
                     state=ActionState.QUEUED,
                     lease_token=token,
