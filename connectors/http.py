@@ -269,6 +269,26 @@ def redact_text(request: Request, extra: dict[str, Any] | None = None, body_text
     return head[:-1] + ', "body": ' + (body_text or "null") + "}"
 
 
+class Recorder:
+    """``redact_text`` for many bodies sent with one method, URL, headers and secrets (the events of a batch):
+    what they share is redacted and encoded once."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.secrets = _secret_variants(request)
+        self.head = json.dumps(_redacted_head(request, self.secrets))[:-1]
+
+    def text(self, body_text: str, extra: dict[str, Any]) -> str:
+        """The record of a request with this body (JSON text as ``json.dumps`` writes it) and ``extra`` keys."""
+        if _holds_secret(body_text, self.secrets):
+            body_text = json.dumps(_scrub(json.loads(body_text), self.secrets))
+        return (
+            self.head
+            + "".join(f", {json.dumps(k)}: {json.dumps(v)}" for k, v in extra.items())
+            + (', "body": ' + body_text + "}")
+        )
+
+
 def _canonical(text: str, parsed: Any) -> str:
     """JSON text from elsewhere, escaped as json.dumps escapes it: escapes ("\\u0041", "\\/") could spell a secret
     that the text does not show as is."""

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from connectors import registry
 from connectors.base import Connector, Customer, Event, Outcome, OutcomeKind, SkipEvent, plan_batches, splice_of
-from connectors.http import TransportError, redact_text
+from connectors.http import Recorder, TransportError, redact_text
 from hub import guards, outbox
 from hub.flows import hold_reason
 from hub.models import ActionState, Actor, Attempt, Integration, IntegrationState
@@ -277,6 +277,7 @@ def _deliver_in_batches(rt: Runtime, actions: list[Row[Any]], target: Target) ->
 
     # Each entry is encoded once: its size plans the requests, and its text goes into the body and the record.
     splice = splice_of(connector, settings)
+    recorder = Recorder(splice.request) if splice is not None else None
     texts = [json.dumps(entry) for _, entry in sent]
     waited = 0.0  # once a request finds no token, the rest of the job waits behind it in the database
     deferred = 0
@@ -327,8 +328,8 @@ def _deliver_in_batches(rt: Runtime, actions: list[Row[Any]], target: Target) ->
                 batch = {"events": len(members), "position": position}
                 if each is not action:
                     batch["same_key_as"] = action.id
-                if splice is not None:
-                    record = redact_text(splice.request, {"batch": batch}, body_text=splice.body([text]))
+                if splice is not None and recorder is not None:
+                    record = recorder.text(splice.body([text]), {"batch": batch})
                 else:
                     record = redact_text(connector.build_batch_request([entry], settings), {"batch": batch})
                 decisions.append(_sent(rt, each, outcome, started, duration_ms, status, error, record, excerpt))

@@ -208,7 +208,8 @@ class Action(Base):
         Index("ix_actions_leased", "lease_expires_at", **partial("state IN ('queued', 'sending')")),  # lost leases
         Index("ix_actions_queue", "store_id", "run_at", "id", **partial("state IN ('pending', 'held')")),  # Queue
         Index("ix_actions_store_id", "store_id", "id"),
-        Index("ix_actions_integration_state", "integration_id", "state"),
+        # Holding, releasing and disconnecting an integration only touch its pending and held actions.
+        Index("ix_actions_integration_state", "integration_id", "state", **partial("state IN ('pending', 'held')")),
         Index("ix_actions_trigger_id", "trigger_id"),
         Index("ix_actions_store_order", "store_id", "order_id"),
         Index("ix_actions_store_customer", "store_id", "customer_id"),

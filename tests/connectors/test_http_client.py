@@ -14,6 +14,7 @@ from connectors.http import (
     RESPONSE_LIMIT,
     BlockedDestination,
     HttpClient,
+    Recorder,
     TransportError,
     origin,
     redact,
@@ -291,3 +292,15 @@ def test_a_client_shows_no_secret_in_its_repr() -> None:
     assert repr(HttpClient(trusted_origins=["http://127.0.0.1:5000"])) == (
         "<HttpClient allow_private=False trusted=['http://127.0.0.1:5000']>"
     )
+
+
+def test_a_recorder_gives_each_body_the_record_redact_gives_it() -> None:
+    shared = Request(
+        "POST", f"https://x.example.com/?k={SECRET}", {"Authorization": f"Bearer {SECRET}"}, secrets=(SECRET,)
+    )
+    recorder = Recorder(shared)
+    for body in ({"a": "plain", "n": [1, "é"]}, {"token": SECRET}):
+        request = Request(shared.method, shared.url, shared.headers, json=body, secrets=shared.secrets)
+        record = json.loads(recorder.text(json.dumps(body), {"batch": {"position": 3}}))
+        assert record == {**json.loads(json.dumps(redact(request))), "batch": {"position": 3}}
+        assert SECRET not in json.dumps(record)

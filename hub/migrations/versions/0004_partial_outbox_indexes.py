@@ -6,8 +6,8 @@ Create Date: 2026-11-30 13:30:00
 
 The dispatcher's scans only look at live rows: (state, run_at) and (state, lease_expires_at) indexed every
 row for ever, and every transition added an entry to both. Partial indexes hold only pending rows (due),
-queued and sending rows (leases), pending and held rows per store (the Queue view), and actions a bulk
-operation touched; a delivered action leaves all four.
+queued and sending rows (leases), pending and held rows per store (the Queue view) and per integration
+(hold, release, disconnect), and actions a bulk operation touched; a delivered action leaves them all.
 """
 
 from collections.abc import Sequence
@@ -31,6 +31,13 @@ def upgrade() -> None:
         batch_op.drop_index("ix_actions_state_run_at")
         batch_op.drop_index("ix_actions_state_lease")
         batch_op.drop_index("ix_actions_bulk_operation")
+        batch_op.drop_index("ix_actions_integration_state")
+        batch_op.create_index(
+            "ix_actions_integration_state",
+            ["integration_id", "state"],
+            unique=False,
+            **partial("state IN ('pending', 'held')"),
+        )
         batch_op.create_index("ix_actions_due", ["run_at"], unique=False, **partial("state = 'pending'"))
         batch_op.create_index(
             "ix_actions_leased", ["lease_expires_at"], unique=False, **partial("state IN ('queued', 'sending')")
@@ -49,6 +56,8 @@ def downgrade() -> None:
         batch_op.drop_index("ix_actions_queue")
         batch_op.drop_index("ix_actions_leased")
         batch_op.drop_index("ix_actions_due")
+        batch_op.drop_index("ix_actions_integration_state")
+        batch_op.create_index("ix_actions_integration_state", ["integration_id", "state"], unique=False)
         batch_op.create_index("ix_actions_bulk_operation", ["bulk_operation_id"], unique=False)
         batch_op.create_index("ix_actions_state_lease", ["state", "lease_expires_at"], unique=False)
         batch_op.create_index("ix_actions_state_run_at", ["state", "run_at"], unique=False)
