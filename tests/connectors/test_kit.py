@@ -350,3 +350,8 @@ def test_a_body_of_entries_as_they_are_is_spliced_from_texts_encoded_once() -> N
 @pytest.mark.parametrize("connector", [Wrapping, Counting, Careful])
 def test_a_body_that_is_not_the_entries_as_they_are_is_built_by_the_connector(connector: type[Connector]) -> None:
     assert splice_of(connector(), {"api_key": KEY}) is None
+
+
+def test_the_hub_sends_in_batches_only_for_a_connector_with_the_whole_batch_contract() -> None:
+    assert Bulky().batches
+    assert not HalfBulky().batches and not Careful().batches
