@@ -197,8 +197,8 @@ def _decide(rt: Runtime, action: Row[Any], target: Target, stopped: guards.Guard
         request = target.connector.build_request(event_from_payload(action.payload), target.settings)
     except SkipEvent as skip:
         return Decision(action, ActionState.SKIPPED, {"reason_code": skip.code, "reason_text": skip.message})
-    except (KeyError, ValueError) as error:
-        return Decision(action, ActionState.FAILED, {"reason_code": "bad_configuration", "reason_text": str(error)})
+    except (KeyError, ValueError) as problem:
+        return Decision(action, ActionState.FAILED, {"reason_code": "bad_configuration", "reason_text": str(problem)})
 
     if target.rate:
         wait = target.wait_for_token if target.deferred else _take_token(rt, target.bucket, target.rate)
@@ -264,9 +264,9 @@ def _deliver_in_batches(rt: Runtime, actions: list[Row[Any]], target: Target) ->
                 Decision(action, ActionState.SKIPPED, {"reason_code": skip.code, "reason_text": skip.message})
             )
             continue
-        except (KeyError, ValueError) as error:
+        except (KeyError, ValueError) as problem:
             decisions.append(
-                Decision(action, ActionState.FAILED, {"reason_code": "bad_configuration", "reason_text": str(error)})
+                Decision(action, ActionState.FAILED, {"reason_code": "bad_configuration", "reason_text": str(problem)})
             )
             continue
         if event.id in first:

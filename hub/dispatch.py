@@ -35,7 +35,7 @@ def enqueue(rt: Runtime, claimed: Iterable[outbox.Claimed], *, at_front: bool = 
     for item in claimed:
         groups[item.integration_id].append(item.id)
         apps.setdefault(item.integration_id, item.app)
-    batches = []
+    batches: list[list[int]] = []
     for integration_id, ids in groups.items():
         size = job_size(rt, apps[integration_id])
         batches.extend(ids[i : i + size] for i in range(0, len(ids), size))
