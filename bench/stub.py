@@ -1,7 +1,8 @@
 """A stub platform on 127.0.0.1: answers every POST with 202 as fast as it can (asyncio, keep-alive).
 
-It counts requests and distinct idempotency keys (webhook-id / Idempotency-Key) so a run can check
-that nothing was lost. One process; the ceiling and the hub talk to the same stub.
+It counts requests and distinct idempotency keys (webhook-id / Idempotency-Key headers, or the
+`unique_id` of every event in a Klaviyo Bulk Create Events body) so a run can check that nothing was
+lost. One process; the ceiling and the hub talk to the same stub.
 """
 
 from __future__ import annotations
@@ -50,7 +51,12 @@ class Stub:
                     self.requests += 1
                     if key:
                         self.keys.add(key)
-                    self.events += _count_events(body)
+                    if b"/event-bulk-create-jobs" in request_line:
+                        unique_ids = _bulk_unique_ids(body)
+                        self.keys.update(unique_ids)
+                        self.events += len(unique_ids)
+                    else:
+                        self.events += 1
                     writer.write(RESPONSE)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -59,15 +65,17 @@ class Stub:
             writer.close()
 
 
-def _count_events(body: bytes) -> int:
-    if b'"data"' not in body[:200] and b"bulk" not in body[:300]:
-        return 1
+def _bulk_unique_ids(body: bytes) -> list[bytes]:
+    """Every event's unique_id in a Bulk Create Events body (one event-bulk-create entry per profile)."""
     try:
         data: Any = json.loads(body)
-        items = data["data"]["attributes"]["events"]["data"]
-        return len(items)
+        return [
+            str(event["attributes"].get("unique_id")).encode()
+            for entry in data["data"]["attributes"]["events-bulk-create"]["data"]
+            for event in entry["attributes"]["events"]["data"]
+        ]
     except (ValueError, KeyError, TypeError):
-        return 1
+        return []
 
 
 def serve(sock: socket.socket) -> None:

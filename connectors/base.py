@@ -4,16 +4,20 @@ A connector is one class in one module. It declares what it needs (settings and
 credentials schemas, identities, capabilities), turns a canonical :class:`Event`
 into a :class:`Request` without any I/O (:meth:`Connector.build_request`), and
 classifies the platform's answer into an :class:`Outcome`
-(:meth:`Connector.classify`). Sending happens in one place only:
+(:meth:`Connector.classify`). A platform with a bulk endpoint also implements the batch contract
+(:meth:`Connector.batch_entry`, :meth:`Connector.build_batch_request`, :meth:`Connector.classify_batch`)
+and declares ``Capabilities.batch_size > 1``. Sending happens in one place only:
 :mod:`connectors.http`. The hub owns retries, scheduling and state; a connector
 never sleeps, retries or touches a database.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -105,8 +109,13 @@ class ConnectorError(Exception):
 class Capabilities:
     identities: tuple[str, ...] = ("email",)  # any one of these must be present
     event_types: tuple[str, ...] | None = None  # None: every event type
+    # More than 1: the connector implements the batch contract, and the hub sends up to this many events a
+    # request whenever a job holds two or more of them.
     batch_size: int = 1
-    rate_limit_per_second: float | None = None
+    batch_max_bytes: int | None = None  # a batch request's JSON body stays under this many bytes
+    rate_limit_per_second: float | None = None  # single requests
+    batch_rate_limit_per_second: float | None = None  # batch requests: one token per request, not per event
+    batch_rate_burst: int | None = None  # batch requests allowed at once (default: one second's worth)
     dedupe_field: str | None = None
     staleness_seconds: int | None = None
     # The credential check's own limit, where the platform documents one for the endpoint verify calls: the hub
@@ -154,6 +163,34 @@ class Connector:
         permanent. Override for vendor quirks, with a comment saying why."""
         return default_classify(response, error)
 
+    # The batch contract: implement all three and declare Capabilities.batch_size > 1.
+
+    def batch_entry(self, event: Event, settings: Mapping[str, Any]) -> Any:
+        """Pure: this event's piece of a batch body, a JSON value. Raise :class:`SkipEvent` as build_request does."""
+        raise NotImplementedError
+
+    def build_batch_request(self, entries: Sequence[Any], settings: Mapping[str, Any]) -> Request:
+        """Pure: one request carrying these entries in this order (no more than ``batch_size`` of them, and
+        within ``batch_max_bytes``: the hub splits them with :func:`plan_batches`). Called with one entry, it
+        gives what the hub records as the request sent for that event."""
+        raise NotImplementedError
+
+    def classify_batch(self, response: requests.Response | None, error: Exception | None, count: int) -> list[Outcome]:
+        """One outcome per entry of the request, in order. The default gives every entry the request's own
+        outcome (``classify``); override it when the platform says which entries it refused."""
+        return [self.classify(response, error)] * count
+
+    @property
+    def batches(self) -> bool:
+        """Whether the hub sends this connector's events in batches: a batch size above one, and the contract
+        there (the contract suite fails a connector that declares one without the other)."""
+        cls = type(self)
+        return (
+            self.capabilities.batch_size > 1
+            and cls.batch_entry is not Connector.batch_entry
+            and cls.build_batch_request is not Connector.build_batch_request
+        )
+
     def verify(self, settings: Mapping[str, Any], http: HttpClient) -> None:
         """Check credentials against the platform, raising :class:`ConnectorError`.
 
@@ -195,6 +232,92 @@ def event_body(event: Event) -> dict[str, Any]:
         "customer": {k: v for k, v in vars(event.customer).items() if v is not None},
         "properties": dict(event.properties),
     }
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` as JSON, encoded the way connectors.http sends ``Request.json`` (requests' defaults)."""
+    return len(json.dumps(value).encode())
+
+
+def plan_batches(
+    connector: Connector, entries: Sequence[Any], settings: Mapping[str, Any], sizes: Sequence[int] | None = None
+) -> list[list[int]]:
+    """Split entries into requests: at most ``batch_size`` each and, when the connector declares
+    ``batch_max_bytes``, bodies within it. Returns each request's entry indexes, in order. An entry too
+    large for any request still goes alone: the platform's answer then says why it was refused.
+    ``sizes`` are the entries' JSON sizes when the caller has them already."""
+    capabilities = connector.capabilities
+    size_limit = capabilities.batch_max_bytes
+    count_limit = max(1, capabilities.batch_size)
+    envelope = json_size(connector.build_batch_request([], settings).json) if size_limit else 0
+    groups: list[list[int]] = []
+    current: list[int] = []
+    size = envelope
+    for index, entry in enumerate(entries):
+        extra = ((sizes[index] if sizes is not None else json_size(entry)) + 2) if size_limit else 0  # ", "
+        if current and (len(current) >= count_limit or (size_limit and size + extra > size_limit)):
+            groups.append(current)
+            current, size = [], envelope
+        current.append(index)
+        size += extra
+    if current:
+        groups.append(current)
+    return groups
+
+
+_FIRST, _SECOND = "\x00tidings-entry-1\x00", "\x00tidings-entry-2\x00"
+
+
+@dataclass(frozen=True)
+class Splice:
+    """A connector's batch body as text around its entries: ``prefix + ", ".join(entry texts) + suffix``.
+
+    Lets the hub encode each entry once (to size the requests, to send them and to record each event's
+    part) instead of encoding whole bodies again. Only for connectors whose ``build_batch_request`` puts
+    the entries, unchanged and in order, into one JSON list; :func:`splice_of` checks that.
+    """
+
+    request: Request  # method, url, headers and secrets of every batch request; no body
+    prefix: str
+    suffix: str
+
+    def body(self, texts: Sequence[str]) -> str:
+        return self.prefix + ", ".join(texts) + self.suffix
+
+    def build(self, texts: Sequence[str]) -> Request:
+        return dataclasses.replace(self.request, data=self.body(texts).encode())
+
+
+def splice_of(connector: Connector, settings: Mapping[str, Any]) -> Splice | None:
+    """The connector's batch body as a splice, or None when its body is not entries placed as they are."""
+    try:
+        one = connector.build_batch_request([_FIRST], settings)
+        two = connector.build_batch_request([_FIRST, _SECOND], settings)
+    except Exception:  # a connector that reads its entries: no splice, it builds every body itself
+        return None
+    if (
+        one.json is None
+        or one.data is not None
+        or (one.method, one.url, one.headers, one.secrets)
+        != (
+            two.method,
+            two.url,
+            two.headers,
+            two.secrets,
+        )
+    ):
+        return None
+    first, second = json.dumps(_FIRST), json.dumps(_SECOND)
+    text = json.dumps(one.json)
+    if text.count(first) != 1:
+        return None
+    prefix, suffix = text.split(first)
+    if json.dumps(two.json) != prefix + first + ", " + second + suffix:
+        return None
+    headers = dict(one.headers)
+    if not any(name.lower() == "content-type" for name in headers):
+        headers["Content-Type"] = "application/json"  # what requests would have set for json=
+    return Splice(Request(one.method, one.url, headers, secrets=one.secrets), prefix, suffix)
 
 
 def parse_retry_after(value: str | None) -> float | None:

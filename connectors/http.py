@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ReadTimeoutError
@@ -151,14 +152,17 @@ class HttpClient:
         # (it would carry one store's platform cookies into another's requests), and the origin picks the guard.
         adapter = self._open if trusted else self._guarded
         try:
-            prepared = self.session.prepare_request(
-                requests.Request(
-                    request.method,
-                    request.url,
-                    headers=dict(request.headers),
-                    json=request.json if request.data is None else None,
-                    data=request.data,
-                )
+            # Prepared without the session's merging (cookies, auth, hooks, proxies: none of which apply here);
+            # only its headers (User-Agent and requests' defaults) go under the request's own.
+            headers = CaseInsensitiveDict(self.session.headers)
+            headers.update(request.headers)
+            prepared = requests.PreparedRequest()
+            prepared.prepare(
+                method=request.method,
+                url=request.url,
+                headers=headers,
+                json=request.json if request.data is None else None,
+                data=request.data,
             )
             response = adapter.send(prepared, stream=True, timeout=self.timeout)
             _read_capped(response)
@@ -205,25 +209,92 @@ def _scrub(value: Any, secrets: tuple[str, ...]) -> Any:
     return value
 
 
-def redact(request: Request) -> dict[str, Any]:
-    """The request as sent, fit to keep: secrets and credential headers replaced by "[redacted]".
-
-    ``body`` is the JSON value (``json``, or ``data`` that parses as JSON) or else the text, cut to 10 kB.
-    """
+def _secret_variants(request: Request) -> tuple[str, ...]:
     variants = {v for s in request.secrets if s for v in (s, quote(s, safe=""), quote(s))}
-    secrets = tuple(sorted(variants, key=len, reverse=True))  # longest first: no secret survives half-replaced
+    return tuple(sorted(variants, key=len, reverse=True))  # longest first: no secret survives half-replaced
+
+
+def _redacted_head(request: Request, secrets: tuple[str, ...]) -> dict[str, Any]:
     headers = {}
     for name, value in request.headers.items():
         lowered = name.lower()
         hinted = any(hint in lowered for hint in SECRET_HINTS) and lowered not in NOT_SECRET
         headers[name] = REDACTED if lowered in ALWAYS_REDACTED or hinted else _scrub(value, secrets)
+    return {"method": request.method, "url": _scrub(request.url, secrets), "headers": headers}
+
+
+def redact(request: Request) -> dict[str, Any]:
+    """The request as sent, fit to keep: secrets and credential headers replaced by "[redacted]".
+
+    ``body`` is the JSON value (``json``, or ``data`` that parses as JSON) or else the text, cut to 10 kB.
+    """
+    secrets = _secret_variants(request)
     body: Any = None
+    # Walking a body value by value is the slow part of recording an attempt: first look for the secrets in its
+    # JSON text, and walk only a body that holds one.
     if request.json is not None:
-        body = _scrub(request.json, secrets)
+        body = _scrub(request.json, secrets) if _holds_secret(json.dumps(request.json), secrets) else request.json
     elif request.data is not None:
         text = request.data.decode("utf-8", "replace")
         try:
-            body = _scrub(json.loads(text), secrets)
+            parsed = json.loads(text)
         except ValueError:
             body = _scrub(text, secrets)[:BODY_LIMIT]  # scrubbed before cutting: no half secret at the end
-    return {"method": request.method, "url": _scrub(request.url, secrets), "headers": headers, "body": body}
+        else:
+            body = _scrub(parsed, secrets) if _holds_secret(_canonical(text, parsed), secrets) else parsed
+    return {**_redacted_head(request, secrets), "body": body}
+
+
+def redact_text(request: Request, extra: dict[str, Any] | None = None, body_text: str | None = None) -> str:
+    """``redact(request)``, with ``extra`` keys, as JSON text: what an attempt row stores.
+
+    A body holding no secret is copied as the JSON text it already is (``body_text``, when the caller has it,
+    must be the body as ``json.dumps`` writes it), instead of being parsed, walked and encoded again.
+    """
+    secrets = _secret_variants(request)
+    head = json.dumps({**_redacted_head(request, secrets), **(extra or {})})
+    canonical = body_text
+    if body_text is None and request.json is not None:
+        body_text = canonical = json.dumps(request.json)
+    elif body_text is None and request.data is not None:
+        text = request.data.decode("utf-8", "replace")
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            pass
+        else:
+            body_text, canonical = text, _canonical(text, parsed)
+    if canonical is None or _holds_secret(canonical, secrets):
+        body_text = json.dumps(redact(request)["body"])
+    return head[:-1] + ', "body": ' + (body_text or "null") + "}"
+
+
+class Recorder:
+    """``redact_text`` for many bodies sent with one method, URL, headers and secrets (the events of a batch):
+    what they share is redacted and encoded once."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.secrets = _secret_variants(request)
+        self.head = json.dumps(_redacted_head(request, self.secrets))[:-1]
+
+    def text(self, body_text: str, extra: dict[str, Any]) -> str:
+        """The record of a request with this body (JSON text as ``json.dumps`` writes it) and ``extra`` keys."""
+        if _holds_secret(body_text, self.secrets):
+            body_text = json.dumps(_scrub(json.loads(body_text), self.secrets))
+        return (
+            self.head
+            + "".join(f", {json.dumps(k)}: {json.dumps(v)}" for k, v in extra.items())
+            + (', "body": ' + body_text + "}")
+        )
+
+
+def _canonical(text: str, parsed: Any) -> str:
+    """JSON text from elsewhere, escaped as json.dumps escapes it: escapes ("\\u0041", "\\/") could spell a secret
+    that the text does not show as is."""
+    return json.dumps(parsed) if "\\" in text else text
+
+
+def _holds_secret(json_text: str, secrets: tuple[str, ...]) -> bool:
+    """Whether a secret appears in JSON text, as is or as json.dumps escapes it inside a string."""
+    return any(secret in json_text or json.dumps(secret)[1:-1] in json_text for secret in secrets)

@@ -7,7 +7,11 @@
         sample_settings = {"url": "https://hooks.example.com/x", "signing_secret": "whsec_..."}
         golden_name = "webhook"  # compare the redacted request with tests/golden/webhook.json
 
-Vendor quirks go in ``expected_classification`` (merged over the default table) with a comment saying
+A connector that declares ``Capabilities.batch_size > 1`` is checked as a batch sender too: it
+implements the batch contract, its batch request makes no network call, is deterministic, lists every
+secret and matches ``<golden_name>_batch.json``, ``plan_batches`` keeps to its count and size limits,
+and ``classify_batch`` gives one outcome per event, agreeing with the status table for whole-request
+answers. Vendor quirks go in ``expected_classification`` (merged over the default table) with a comment saying
 why. A connector whose output depends on the time takes a ``clock`` argument; the suite passes a fixed
 one. Rewrite golden files with ``TIDINGS_UPDATE_GOLDEN=1``. Needs pytest and responses (the test extra).
 """
@@ -41,7 +45,9 @@ from connectors.base import (
     OutcomeKind,
     Request,
     SkipEvent,
+    json_size,
     mask_settings,
+    plan_batches,
 )
 from connectors.http import BlockedDestination, HttpClient, TransportError, redact
 
@@ -145,28 +151,95 @@ class ConnectorContract:
             if value:
                 assert str(value) not in json.dumps(masked, default=str), f"credentials field {name!r} is not masked"
 
+    def batch_events(self) -> list[Event]:
+        """Two events for the batch checks: the sample and a second one with its own id."""
+        return [self.event(), self.event(id=self.sample_event.id + "_2")]
+
+    def build_batch(self, events: list[Event] | None = None) -> Request:
+        connector, settings = self.make_connector(), self.settings()
+        return connector.build_batch_request(
+            [connector.batch_entry(e, settings) for e in events or self.batch_events()], settings
+        )
+
     def test_build_request_makes_no_network_call_and_is_deterministic(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        touched: list[Any] = []
-
-        def no_network(*args: Any, **kwargs: Any) -> None:
-            touched.append(args)
-            raise AssertionError("build_request must not touch the network")
-
-        monkeypatch.setattr(socket.socket, "connect", no_network)
-        monkeypatch.setattr(socket, "getaddrinfo", no_network)
-        with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-            try:
-                first = self.make_connector().build_request(self.event(), self.settings())
-                second = self.make_connector().build_request(self.event(), self.settings())
-            except Exception as error:
-                if touched or mock.calls:
-                    raise AssertionError("build_request must not touch the network") from error
-                raise
-        assert not touched and not mock.calls, "build_request must not touch the network"
+        first, second = _offline(
+            monkeypatch,
+            "build_request",
+            lambda: self.make_connector().build_request(self.event(), self.settings()),
+            lambda: self.make_connector().build_request(self.event(), self.settings()),
+        )
         assert first == second, "build_request must depend only on the event, the settings and the clock"
         assert isinstance(first, Request) and first.method in {"GET", "POST", "PUT", "PATCH", "DELETE"}
         assert first.url.startswith(("https://", "http://"))
         assert set(self.secret_values()) <= set(first.secrets), "every credentials value must be in Request.secrets"
+
+    # The batch contract (connectors declaring batch_size > 1).
+
+    def skip_unless_batching(self) -> None:
+        if self.connector_class.capabilities.batch_size <= 1:
+            pytest.skip("the connector sends one event a request")
+
+    def test_a_batch_size_above_one_comes_with_the_batch_contract(self) -> None:
+        self.skip_unless_batching()
+        cls = self.connector_class
+        missing = [
+            name for name in ("batch_entry", "build_batch_request") if getattr(cls, name) is getattr(Connector, name)
+        ]
+        assert not missing, f"batch_size > 1 needs the batch contract; not implemented: {missing}"
+
+    def test_its_batch_request_makes_no_network_call_is_deterministic_and_keeps_secrets(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        self.skip_unless_batching()
+        first, second = _offline(monkeypatch, "build_batch_request", self.build_batch, self.build_batch)
+        assert first == second, "a batch request must depend only on the events, the settings and the clock"
+        assert isinstance(first, Request) and first.url.startswith(("https://", "http://"))
+        assert set(self.secret_values()) <= set(first.secrets), "every credentials value must be in Request.secrets"
+        record = json.dumps(redact(first), ensure_ascii=False)
+        leaks = [secret for secret in self.secret_values() if secret in record]
+        assert not leaks, "a credentials value appears in the recorded batch request"
+
+    def test_its_batch_request_matches_the_golden_file(self, pytestconfig: pytest.Config) -> None:
+        self.skip_unless_batching()
+        if not self.golden_name:
+            pytest.skip("no golden_name set")
+        path = (self.golden_dir or pytestconfig.rootpath / "tests" / "golden") / f"{self.golden_name}_batch.json"
+        record = json.loads(json.dumps(redact(self.build_batch())))
+        if os.environ.get("TIDINGS_UPDATE_GOLDEN") == "1":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        assert path.exists(), f"{path} is missing: run the tests with TIDINGS_UPDATE_GOLDEN=1 to write it"
+        assert record == json.loads(path.read_text(encoding="utf-8"))
+
+    def test_batches_keep_to_the_declared_count_and_size(self) -> None:
+        self.skip_unless_batching()
+        connector, settings = self.make_connector(), self.settings()
+        capabilities = connector.capabilities
+        entry = connector.batch_entry(self.event(), settings)
+        count = capabilities.batch_size + 1
+        groups = plan_batches(connector, [entry] * count, settings)
+        assert sorted(i for g in groups for i in g) == list(range(count)), "every entry goes out exactly once"
+        assert all(len(g) <= capabilities.batch_size for g in groups), "a request holds more than batch_size events"
+        limit = capabilities.batch_max_bytes
+        if limit:
+            padding = "x" * max(1, limit // 3)
+            big = connector.batch_entry(
+                self.event(properties={**self.sample_event.properties, "pad": padding}), settings
+            )
+            for group in plan_batches(connector, [big] * 4, settings):
+                body = connector.build_batch_request([big] * len(group), settings).json
+                assert len(group) == 1 or json_size(body) <= limit, "a request's body is over batch_max_bytes"
+
+    def test_batch_answers_give_one_outcome_per_event(self) -> None:
+        self.skip_unless_batching()
+        connector = self.make_connector()
+        wrong: dict[int | str, Any] = {}
+        for case, expected in {**DEFAULT_CLASSIFICATION, **self.expected_classification}.items():
+            outcomes = self._classify_batch(connector, case, 3)
+            kinds = [o.kind for o in outcomes]
+            if kinds != [expected] * 3:
+                wrong[case] = kinds
+        assert not wrong, f"batch answers classified differently from the table (3 events): {wrong}"
 
     def test_its_request_matches_the_golden_file(self, pytestconfig: pytest.Config) -> None:
         if not self.golden_name:
@@ -233,6 +306,21 @@ class ConnectorContract:
         assert skipped.value.code == "unsupported_event"
 
     @staticmethod
+    def _classify_batch(connector: Connector, case: int | str, count: int) -> list[Outcome]:
+        if case in ("timeout", "blocked"):
+            error = (
+                TransportError("timeout", "timed out talking to platform.example.com")
+                if case == "timeout"
+                else BlockedDestination("destination 10.0.0.7 is a private or reserved address")
+            )
+            return connector.classify_batch(None, error, count)
+        assert isinstance(case, int)
+        headers = {"Retry-After": "7"} if case in (429, 503) else {}
+        return connector.classify_batch(
+            fake_response(case, headers, {"error": {"message": f"contract test {case}"}}), None, count
+        )
+
+    @staticmethod
     def _classify(connector: Connector, case: int | str) -> Outcome:
         if case == "timeout":
             return connector.classify(None, TransportError("timeout", "timed out talking to platform.example.com"))
@@ -241,3 +329,24 @@ class ConnectorContract:
         assert isinstance(case, int)
         headers = {"Retry-After": "7"} if case in (429, 503) else {}
         return connector.classify(fake_response(case, headers, {"error": {"message": f"contract test {case}"}}))
+
+
+def _offline(monkeypatch: pytest.MonkeyPatch, what: str, *calls: Any) -> list[Any]:
+    """Run each call with sockets, name resolution and requests all refused; fail if any was tried."""
+    touched: list[Any] = []
+
+    def no_network(*args: Any, **kwargs: Any) -> None:
+        touched.append(args)
+        raise AssertionError(f"{what} must not touch the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        try:
+            results = [call() for call in calls]
+        except Exception as error:
+            if touched or mock.calls:
+                raise AssertionError(f"{what} must not touch the network") from error
+            raise
+    assert not touched and not mock.calls, f"{what} must not touch the network"
+    return results

@@ -1,4 +1,4 @@
-"""Klaviyo: one Create Event call per action (JSON:API), the key checked with Get Accounts.
+"""Klaviyo: Create Event for one action, Bulk Create Events for many (JSON:API), the key checked with Get Accounts.
 
 Sources (stored copies, no live web):
 - Endpoint, headers and body: klaviyo/openapi `openapi/stable/apis/create_event.json` and the official SDK
@@ -12,6 +12,13 @@ Sources (stored copies, no live web):
 - Rate limit: Create Event is tier XL, 350/s burst and 3,500/min steady, per account
   (developers.klaviyo.com/en/docs/rate_limits_and_error_handling); the hub's bucket runs at the steady rate.
 - The key check, Get Accounts, is tier XS: 1/s burst, 15/min steady (the same page and the endpoint's reference).
+- Bulk Create Events (`POST /api/event-bulk-create-jobs`, klaviyo/openapi `openapi/stable/apis/bulk_create_events.json`,
+  SDK model EventsBulkCreateJob): up to 1,000 events or 5 MB a request, 202 with an empty body, tier M (10/s burst,
+  150/min steady). A `unique_id` repeated for the same profile and metric fails the whole request (OAS text): the hub
+  sends an idempotency key once per request. One `event-bulk-create` entry per event (not grouped per profile), so a
+  JSON:API error whose `source.pointer` starts `/data/attributes/events-bulk-create/data/<n>` names exactly one event.
+  Klaviyo documents only that errors carry a pointer; that bulk errors point at the entry is how Segment's production
+  connector reads them (segmentio/action-destinations, klaviyo `sendBatchedTrackEvent`).
 - Private keys start with pk_; the 6-character public key (site ID) cannot call /api
   (developers.klaviyo.com/en/docs/retrieve_api_credentials).
 """
@@ -19,7 +26,7 @@ Sources (stored copies, no live web):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -51,6 +58,9 @@ REVISION = "2026-10-15"  # the one place the API revision is pinned: bump it wit
 SDK_RETRIES = frozenset({503, 504, 524})  # plus 429, which is rate limited rather than retried
 E164 = re.compile(r"\+[1-9]\d{6,14}")
 METRIC_NAME_LIMIT = 128
+BULK_EVENTS = 1000
+BULK_BYTES = 5_000_000  # "5MB": read as decimal megabytes, the stricter reading
+BULK_POINTER = re.compile(r"^/data/attributes/events-bulk-create/data/(\d+)(?:/|$)")
 
 
 def validate_private_key(value: str) -> None:
@@ -68,12 +78,17 @@ class KlaviyoSettings(ma.Schema):
     base_url = fields.Url(load_default=BASE_URL, schemes={"https", "http"})
 
 
+def _json_api_errors(response: requests.Response) -> list[dict[str, Any]]:
+    try:
+        errors = response.json()["errors"]
+    except (ValueError, KeyError, TypeError):
+        return []
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
 def json_api_reason(response: requests.Response) -> str | None:
     """The JSON:API errors' codes and details: {"errors": [{"code", "title", "detail", ...}]}."""
-    try:
-        errors = [e for e in response.json()["errors"][:3] if isinstance(e, dict)]
-    except (ValueError, KeyError, TypeError):
-        return None
+    errors = _json_api_errors(response)[:3]
     parts = [": ".join(str(p) for p in (e.get("code"), e.get("detail") or e.get("title")) if p) for e in errors]
     text = "; ".join(part for part in parts if part)
     return f"HTTP {response.status_code}: {text}"[:300] if text else None
@@ -87,8 +102,11 @@ class KlaviyoConnector(Connector):
     example_settings = MappingProxyType({"api_key": "pk_example_0123456789abcdef0123456789"})
     capabilities = Capabilities(
         identities=("email", "phone", "external_id"),
-        batch_size=1000,  # Bulk Create Events takes 1,000 events a request; build_request stays one event for now
+        batch_size=BULK_EVENTS,
+        batch_max_bytes=BULK_BYTES,
         rate_limit_per_second=3500 / 60,
+        batch_rate_limit_per_second=150 / 60,
+        batch_rate_burst=10,
         dedupe_field="unique_id",
         # Get Accounts (verify) is tier XS: 1/s burst and 15/min steady, per account. One check every 4 s keeps
         # within both windows; a merchant retrying a key faster gets the hub's own 429 instead of Klaviyo's.
@@ -103,7 +121,8 @@ class KlaviyoConnector(Connector):
             "Content-Type": "application/vnd.api+json",
         }
 
-    def build_request(self, event: Event, settings: Mapping[str, Any]) -> Request:
+    def event_attributes(self, event: Event) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The event's attributes and its profile's, as Create Event and Bulk Create Events both take them."""
         self.check_event(event)
         customer = event.customer
         phone = customer.phone if customer.phone and E164.fullmatch(customer.phone) else None
@@ -120,25 +139,73 @@ class KlaviyoConnector(Connector):
         for name, value in first_product(event.properties).items():
             properties.setdefault(name, value)
         when = event.occurred_at if event.occurred_at.tzinfo else event.occurred_at.replace(tzinfo=UTC)
+        attributes = {
+            "properties": properties,
+            "time": when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),  # Klaviyo keeps whole seconds
+            "unique_id": event.id,
+            "metric": {"data": {"type": "metric", "attributes": {"name": event.name[:METRIC_NAME_LIMIT]}}},
+        }
+        return attributes, {"type": "profile", "attributes": {k: v for k, v in profile.items() if v}}
+
+    def build_request(self, event: Event, settings: Mapping[str, Any]) -> Request:
+        attributes, profile = self.event_attributes(event)
         key = settings["api_key"]
         return Request(
             "POST",
             f"{settings['base_url'].rstrip('/')}/api/events",
             self.headers(key),
+            json={"data": {"type": "event", "attributes": {**attributes, "profile": {"data": profile}}}},
+            secrets=(key,),
+        )
+
+    def batch_entry(self, event: Event, settings: Mapping[str, Any]) -> dict[str, Any]:
+        attributes, profile = self.event_attributes(event)
+        return {
+            "type": "event-bulk-create",
+            "attributes": {
+                "profile": {"data": profile},
+                "events": {"data": [{"type": "event", "attributes": attributes}]},
+            },
+        }
+
+    def build_batch_request(self, entries: Sequence[Any], settings: Mapping[str, Any]) -> Request:
+        key = settings["api_key"]
+        return Request(
+            "POST",
+            f"{settings['base_url'].rstrip('/')}/api/event-bulk-create-jobs",
+            self.headers(key),
             json={
                 "data": {
-                    "type": "event",
-                    "attributes": {
-                        "properties": properties,
-                        "time": when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),  # Klaviyo keeps whole seconds
-                        "unique_id": event.id,
-                        "metric": {"data": {"type": "metric", "attributes": {"name": event.name[:METRIC_NAME_LIMIT]}}},
-                        "profile": {"data": {"type": "profile", "attributes": {k: v for k, v in profile.items() if v}}},
-                    },
+                    "type": "event-bulk-create-job",
+                    "attributes": {"events-bulk-create": {"data": list(entries)}},
                 }
             },
             secrets=(key,),
         )
+
+    def classify_batch(self, response: requests.Response | None, error: Exception | None, count: int) -> list[Outcome]:
+        """A 4xx whose JSON:API errors point into entries fails those entries only; the others were refused with
+        them (Klaviyo processes all or none) and go again. Any other answer is the whole request's."""
+        outcome = self.classify(response, error)
+        if response is None or outcome.kind != OutcomeKind.PERMANENT or not 400 <= response.status_code < 500:
+            return [outcome] * count
+        refused: dict[int, str] = {}
+        for item in _json_api_errors(response):
+            source = item.get("source")
+            pointer = source.get("pointer") if isinstance(source, dict) else None
+            match = BULK_POINTER.match(pointer) if isinstance(pointer, str) else None
+            if match and int(match.group(1)) < count:
+                detail = ": ".join(str(p) for p in (item.get("code"), item.get("detail") or item.get("title")) if p)
+                refused.setdefault(int(match.group(1)), f"HTTP {response.status_code}: {detail}"[:300])
+        if not refused:
+            return [outcome] * count
+        retry = Outcome(
+            OutcomeKind.RETRY,
+            f"not processed: Klaviyo refused {len(refused)} other event(s) of the same bulk request ({outcome.reason})"[
+                :300
+            ],
+        )
+        return [Outcome(OutcomeKind.PERMANENT, refused[i]) if i in refused else retry for i in range(count)]
 
     def classify(self, response: requests.Response | None, error: Exception | None = None) -> Outcome:
         if response is None or 200 <= response.status_code < 300:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from hub.config import ConfigError, load
-from hub.runtime import Runtime
+from hub.runtime import Runtime, settle
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -159,6 +159,7 @@ def worker(count: int | None, burst: bool) -> None:
     os.environ["HUB_REDIS_URL"] = url  # worker processes build their runtime from the environment
     connection = Redis.from_url(url)
     count = count or config.workers
+    settle()  # before the fork: the worker processes inherit it
     if count == 1:
         SimpleWorker([config.queue], connection=connection).work(burst=burst, logging_level=config.log_level)
     else:
@@ -185,6 +186,7 @@ def dispatch(once: bool) -> None:
         housekeeping(rt)
         click.echo(f"claimed {dispatch_once(rt)} actions")
         return
+    settle()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

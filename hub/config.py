@@ -105,6 +105,9 @@ class Config:
     retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     retry_jitter: float = 0.1
     max_rate_limited: int = 50  # 429 answers tolerated per action before it fails
+    # Multiplies every connector's published rate limit; 0 turns rate limiting off. Only for a test platform
+    # (a stub, a staging server) that takes more than the real one: the real platform answers 429 otherwise.
+    rate_limit_scale: float = 1.0
     lease_seconds: float = 300.0
     dispatch_interval: float = 1.0
     dispatch_batch: int = 1000
@@ -139,6 +142,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "HUB_RETRY_SCHEDULE": ("retry_schedule", _schedule),
     "HUB_RETRY_JITTER": ("retry_jitter", _number(float, 0)),
     "HUB_MAX_RATE_LIMITED": ("max_rate_limited", _number(int, 1)),
+    "HUB_RATE_LIMIT_SCALE": ("rate_limit_scale", _number(float, 0)),
     "HUB_LEASE_SECONDS": ("lease_seconds", _number(float, 0.1)),
     "HUB_DISPATCH_INTERVAL": ("dispatch_interval", _number(float, 0.01)),
     "HUB_DISPATCH_BATCH": ("dispatch_batch", _number(int, 1)),

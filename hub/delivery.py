@@ -1,10 +1,18 @@
-"""Deliver claimed actions: guards, connector, one HTTP call, classification, attempt + state together.
+"""Deliver claimed actions: guards, connector, HTTP, classification, attempt + state together.
 
 A job carries a batch of action ids. The worker claims them (queued → sending, one lease token for
 the batch), decides and sends each in turn over one pooled HTTP session, then writes every attempt
 and every new state of the batch in one transaction. Transitions stay conditional on the state and
 the lease token; those that find the action moved on (its lease ran out and another worker took it)
 are not applied, and the attempts are recorded all the same.
+
+A connector that declares ``batch_size > 1`` gets the job's actions of one integration in as few
+requests as its limits allow (``connectors.base.plan_batches``) whenever there are two or more of
+them; one alone goes through ``build_request``. Each action still gets its own attempt (the request
+as it would be sent for that event alone, the shared answer and duration) and its own outcome
+(``classify_batch``). An idempotency key is sent once per request: an action repeating the key of
+one already in the request is not sent again and shares that action's outcome (both are the same
+event to the platform, which would keep only one of them anyway).
 """
 
 from __future__ import annotations
@@ -23,12 +31,12 @@ from sqlalchemy import Row, insert, select, update
 from sqlalchemy.orm import Session
 
 from connectors import registry
-from connectors.base import Connector, Customer, Event, Outcome, OutcomeKind, SkipEvent
-from connectors.http import TransportError, redact
+from connectors.base import Connector, Customer, Event, Outcome, OutcomeKind, SkipEvent, plan_batches, splice_of
+from connectors.http import Recorder, TransportError, redact_text
 from hub import guards, outbox
 from hub.flows import hold_reason
 from hub.integrations import effective_rate
-from hub.models import Action, ActionState, Actor, Attempt, Integration, IntegrationState
+from hub.models import ActionState, Actor, Attempt, Integration, IntegrationState
 
 if TYPE_CHECKING:
     import requests
@@ -86,13 +94,19 @@ class Target:
     connector: Connector | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     problem: tuple[ActionState, str, str] | None = None
-    rate: float | None = None  # requests per second the platform allows this integration
+    rate: float | None = None  # single requests per second the platform allows this integration
     deferred: int = 0  # actions of this batch already sent back to wait for tokens
     wait_for_token: float = 0.0
+    batch_rate: float | None = None  # batch requests per second
+    batch_burst: float | None = None
 
     @property
     def bucket(self) -> str:
         return f"integration:{self.integration.id if self.integration else 0}"
+
+    @property
+    def batch_bucket(self) -> str:
+        return self.bucket + ":batch"  # platforms limit their bulk endpoints apart from the single one
 
 
 def deliver_batch(rt: Runtime, action_ids: list[int]) -> dict[str, int]:
@@ -110,12 +124,23 @@ def deliver_batch(rt: Runtime, action_ids: list[int]) -> dict[str, int]:
         # the action grown stale since it was scheduled.
         verdicts = guards.evaluate(session, [guards.Subject.of(a) for a in actions], integrations=integrations)
     targets = {iid: _target(rt, integrations.get(iid)) for iid in integration_ids}
-    decisions = [
-        _decide(
-            rt, action, targets.get(action.integration_id) or Target(None), guards.first_failure(verdicts[action.id])
-        )
-        for action in actions
-    ]
+    decisions: list[Decision] = []
+    batched: dict[int, list[Row[Any]]] = defaultdict(list)
+    for action in actions:
+        target = targets.get(action.integration_id) or Target(None)
+        early = _before_sending(action, target, guards.first_failure(verdicts[action.id]))
+        if early is not None:
+            decisions.append(early)
+        elif target.connector is not None and target.connector.batches:
+            batched[action.integration_id].append(action)
+        else:
+            decisions.append(_decide(rt, action, target))
+    for integration_id, group in batched.items():
+        target = targets[integration_id]
+        if len(group) == 1:  # one event: the single endpoint (often a higher rate tier, and no batch overhead)
+            decisions.append(_decide(rt, group[0], target))
+        else:
+            decisions.extend(_deliver_in_batches(rt, group, target))
     return _record(rt, decisions, lease)
 
 
@@ -134,10 +159,24 @@ def _target(rt: Runtime, integration: Integration | None) -> Target:
         settings = connector_settings(rt, integration)
     except ValueError as error:
         return Target(integration, problem=(ActionState.FAILED, "bad_configuration", str(error)))
-    return Target(integration, connector, settings, rate=effective_rate(integration, connector))
+    capabilities = connector.capabilities
+    scale = rt.config.rate_limit_scale
+
+    def scaled(rate: float | None) -> float | None:
+        return rate * scale if rate and scale > 0 else None
+
+    return Target(
+        integration,
+        connector,
+        settings,
+        rate=scaled(effective_rate(integration, connector)),
+        batch_rate=scaled(capabilities.batch_rate_limit_per_second),
+        batch_burst=capabilities.batch_rate_burst * scale if capabilities.batch_rate_burst and scale > 0 else None,
+    )
 
 
-def _decide(rt: Runtime, action: Row[Any], target: Target, stopped: guards.GuardResult | None = None) -> Decision:
+def _before_sending(action: Row[Any], target: Target, stopped: guards.GuardResult | None) -> Decision | None:
+    """What is decided without the connector: an unusable integration, or a guard that skips the action."""
     if target.problem is not None:
         state, code, text = target.problem
         return Decision(action, state, {"reason_code": code, "reason_text": text})
@@ -153,30 +192,29 @@ def _decide(rt: Runtime, action: Row[Any], target: Target, stopped: guards.Guard
             ActionState.SKIPPED,
             {"reason_code": stopped.code, "reason_text": stopped.text, "caused_by": Actor.RULE},
         )
+    return None
+
+
+def _decide(rt: Runtime, action: Row[Any], target: Target, stopped: guards.GuardResult | None = None) -> Decision:
+    early = _before_sending(action, target, stopped)
+    if early is not None:
+        return early
     assert target.connector is not None and target.integration is not None
     try:
         request = target.connector.build_request(event_from_payload(action.payload), target.settings)
     except SkipEvent as skip:
         return Decision(action, ActionState.SKIPPED, {"reason_code": skip.code, "reason_text": skip.message})
-    except (KeyError, ValueError) as error:
-        return Decision(action, ActionState.FAILED, {"reason_code": "bad_configuration", "reason_text": str(error)})
+    except (KeyError, ValueError) as problem:
+        return Decision(action, ActionState.FAILED, {"reason_code": "bad_configuration", "reason_text": str(problem)})
 
     if target.rate:
-        wait = target.wait_for_token if target.deferred else _take_token(rt, target)
+        wait = target.wait_for_token if target.deferred else _take_token(rt, target.bucket, target.rate)
         if wait:
             # No token: the action waits for its turn in the database without spending an attempt. The rest
             # of the batch queues up behind it, one emission interval apart, instead of all returning at once.
             target.wait_for_token = wait
             target.deferred += 1
-            return Decision(
-                action,
-                ActionState.PENDING,
-                {
-                    "run_at": outbox.now() + timedelta(seconds=wait + (target.deferred - 1) / target.rate),
-                    "reason_code": "rate_limit_wait",
-                    "reason_text": f"waiting for {target.integration.app}'s rate limit ({target.rate:g}/s)",
-                },
-            )
+            return _wait_for_token(action, target, wait + (target.deferred - 1) / target.rate, target.rate)
     started = outbox.now()
     clock = time.perf_counter()
     response: requests.Response | None = None
@@ -187,22 +225,9 @@ def _decide(rt: Runtime, action: Row[Any], target: Target, stopped: guards.Guard
         error = exc
     duration_ms = int((time.perf_counter() - clock) * 1000)
     outcome = target.connector.classify(response, error)
-    state, values = _next_state(rt, action, outcome)
     status = response.status_code if response is not None else None
-    values.update(attempt_count=action.attempt_count + 1, last_status=status)  # we hold the lease: no one else writes
-    attempt = {
-        "action_id": action.id,
-        "store_id": action.store_id,
-        "number": action.attempt_count + 1,
-        "started_at": started,
-        "duration_ms": duration_ms,
-        "outcome": outcome.kind.value,
-        "http_status": status,
-        "error": str(error) if error else (outcome.reason if outcome.kind != OutcomeKind.DELIVERED else None),
-        "request": redact(request),
-        "response": scrub(response.text) if response is not None else None,
-        "next_attempt_at": values.get("run_at") if state == ActionState.PENDING else None,
-    }
+    excerpt = scrub(response.text) if response is not None else None
+    decision = _sent(rt, action, outcome, started, duration_ms, status, error, redact_text(request), excerpt)
     log.info(
         "attempt action=%s app=%s status=%s outcome=%s duration_ms=%s",
         action.id,
@@ -213,6 +238,138 @@ def _decide(rt: Runtime, action: Row[Any], target: Target, stopped: guards.Guard
     )
     if outcome.kind == OutcomeKind.RATE_LIMITED and target.rate:
         rt.limiter.slow_down(target.bucket)
+    return decision
+
+
+def _wait_for_token(action: Row[Any], target: Target, seconds: float, rate: float) -> Decision:
+    assert target.integration is not None
+    return Decision(
+        action,
+        ActionState.PENDING,
+        {
+            "run_at": outbox.now() + timedelta(seconds=seconds),
+            "reason_code": "rate_limit_wait",
+            "reason_text": f"waiting for {target.integration.app}'s rate limit ({rate:g} requests/s)",
+        },
+    )
+
+
+def _deliver_in_batches(rt: Runtime, actions: list[Row[Any]], target: Target) -> list[Decision]:
+    """Actions of one batch-capable integration: as few requests as the connector's limits allow."""
+    connector, settings, integration = target.connector, target.settings, target.integration
+    assert connector is not None and integration is not None
+    decisions: list[Decision] = []
+    sent: list[tuple[Row[Any], Any]] = []  # (action, its entry): one per idempotency key
+    first: dict[str, int] = {}  # idempotency key → index in sent
+    repeats: dict[int, list[Row[Any]]] = defaultdict(list)  # index in sent → actions repeating its key
+    for action in actions:
+        try:
+            event = event_from_payload(action.payload)
+            entry = connector.batch_entry(event, settings)
+        except SkipEvent as skip:
+            decisions.append(
+                Decision(action, ActionState.SKIPPED, {"reason_code": skip.code, "reason_text": skip.message})
+            )
+            continue
+        except (KeyError, ValueError) as problem:
+            decisions.append(
+                Decision(action, ActionState.FAILED, {"reason_code": "bad_configuration", "reason_text": str(problem)})
+            )
+            continue
+        if event.id in first:
+            repeats[first[event.id]].append(action)
+            continue
+        first[event.id] = len(sent)
+        sent.append((action, entry))
+
+    # Each entry is encoded once: its size plans the requests, and its text goes into the body and the record.
+    splice = splice_of(connector, settings)
+    recorder = Recorder(splice.request) if splice is not None else None
+    texts = [json.dumps(entry) for _, entry in sent]
+    waited = 0.0  # once a request finds no token, the rest of the job waits behind it in the database
+    deferred = 0
+    for group in plan_batches(connector, [e for _, e in sent], settings, sizes=[len(t) for t in texts]):
+        members = [(sent[i][0], sent[i][1], texts[i], repeats.get(i, [])) for i in group]
+        rate = target.batch_rate
+        if rate:
+            wait = waited or _take_token(rt, target.batch_bucket, rate, target.batch_burst)
+            if wait:
+                waited = wait
+                at = wait + deferred / rate
+                deferred += 1
+                decisions.extend(
+                    _wait_for_token(action, target, at, rate) for a, _, _, more in members for action in (a, *more)
+                )
+                continue
+        if splice is not None:
+            request = splice.build([text for _, _, text, _ in members])
+        else:
+            request = connector.build_batch_request([entry for _, entry, _, _ in members], settings)
+        started = outbox.now()
+        clock = time.perf_counter()
+        response: requests.Response | None = None
+        error: TransportError | None = None
+        try:
+            response = rt.http.send(request)
+        except TransportError as exc:
+            error = exc
+        duration_ms = int((time.perf_counter() - clock) * 1000)
+        outcomes = connector.classify_batch(response, error, len(members))
+        if len(outcomes) != len(members):
+            raise RuntimeError(f"{connector!r}.classify_batch gave {len(outcomes)} outcomes for {len(members)} events")
+        status = response.status_code if response is not None else None
+        excerpt = scrub(response.text) if response is not None else None
+        log.info(
+            "batch app=%s events=%d status=%s duration_ms=%s outcomes=%s",
+            integration.app,
+            len(members),
+            status,
+            duration_ms,
+            dict(Counter(o.kind.value for o in outcomes)),
+        )
+        if any(o.kind == OutcomeKind.RATE_LIMITED for o in outcomes) and rate:
+            rt.limiter.slow_down(target.batch_bucket)
+        for position, ((action, entry, text, more), outcome) in enumerate(zip(members, outcomes, strict=True)):
+            for each in (action, *more):
+                # The request as it would have gone for this event alone, and where it sat in the real one.
+                batch = {"events": len(members), "position": position}
+                if each is not action:
+                    batch["same_key_as"] = action.id
+                if splice is not None and recorder is not None:
+                    record = recorder.text(splice.body([text]), {"batch": batch})
+                else:
+                    record = redact_text(connector.build_batch_request([entry], settings), {"batch": batch})
+                decisions.append(_sent(rt, each, outcome, started, duration_ms, status, error, record, excerpt))
+    return decisions
+
+
+def _sent(
+    rt: Runtime,
+    action: Row[Any],
+    outcome: Outcome,
+    started: datetime,
+    duration_ms: int,
+    status: int | None,
+    error: Exception | None,
+    request: str,
+    response: str | None,
+) -> Decision:
+    """The decision for one action whose request went out (alone or in a batch), with its attempt."""
+    state, values = _next_state(rt, action, outcome)
+    values.update(attempt_count=action.attempt_count + 1, last_status=status)  # we hold the lease: no one else writes
+    attempt = {
+        "action_id": action.id,
+        "store_id": action.store_id,
+        "number": action.attempt_count + 1,
+        "started_at": started,
+        "duration_ms": duration_ms,
+        "outcome": outcome.kind.value,
+        "http_status": status,
+        "error": str(error) if error else (outcome.reason if outcome.kind != OutcomeKind.DELIVERED else None),
+        "request": request,
+        "response": response,
+        "next_attempt_at": values.get("run_at") if state == ActionState.PENDING else None,
+    }
     rejected = outcome.reason if outcome.kind == OutcomeKind.CREDENTIALS else None
     return Decision(action, state, values, attempt, rejected)
 
@@ -220,13 +377,12 @@ def _decide(rt: Runtime, action: Row[Any], target: Target, stopped: guards.Guard
 MAX_TOKEN_SLEEP = 0.25  # a worker waits this long at most for a token; a longer wait goes back to the database
 
 
-def _take_token(rt: Runtime, target: Target) -> float:
+def _take_token(rt: Runtime, bucket: str, rate: float, burst: float | None = None) -> float:
     """0 when a token was taken; else how long until the next one, which the action waits in the database."""
-    assert target.rate
-    wait = rt.limiter.acquire(target.bucket, target.rate)
+    wait = rt.limiter.acquire(bucket, rate, burst)
     if 0 < wait <= MAX_TOKEN_SLEEP:
         time.sleep(wait)
-        wait = rt.limiter.acquire(target.bucket, target.rate)
+        wait = rt.limiter.acquire(bucket, rate, burst)
     return wait
 
 
@@ -273,60 +429,34 @@ def _next_state(rt: Runtime, action: Row[Any], outcome: Outcome) -> tuple[Action
 def _record(rt: Runtime, decisions: list[Decision], lease: str) -> dict[str, int]:
     """Every attempt and every transition of the batch, in one transaction."""
     tally: Counter[str] = Counter()
-    at = outbox.now()
     with rt.db.transaction() as session:
         attempts = [d.attempt for d in decisions if d.attempt is not None]
         if attempts:
             insert_attempts(session, attempts)
-        # Deliveries are the common case: one conditional UPDATE per HTTP status, its RETURNING checked.
-        delivered: dict[int | None, list[int]] = defaultdict(list)
+        # One conditional UPDATE per kind of change (on PostgreSQL: all delivered actions in one statement, their
+        # statuses in a VALUES list), its RETURNING checked against the ids it was meant to move.
+        groups: dict[tuple[ActionState, tuple[str, ...]], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
         for decision in decisions:
+            values = {**decision.values, "lease_expires_at": None}
             if decision.state == ActionState.DELIVERED:
-                delivered[decision.values["last_status"]].append(decision.action.id)
-        for status, ids in delivered.items():
-            moved = session.scalars(
-                update(Action)
-                .where(Action.id.in_(ids), Action.state == ActionState.SENDING, Action.lease_token == lease)
-                .values(
-                    state=ActionState.DELIVERED,
-                    delivered_at=at,
-                    updated_at=at,
-                    attempt_count=Action.attempt_count + 1,
-                    last_status=status,
-                    reason_code=None,
-                    reason_text=None,
-                    lease_expires_at=None,
-                )
-                .returning(Action.id)
-                .execution_options(synchronize_session=False)
-            ).all()
-            tally[ActionState.DELIVERED.value] += len(moved)
-            tally["lease_lost"] += len(ids) - len(moved)
-        for decision in decisions:
-            if decision.state == ActionState.DELIVERED:
-                continue
-            if decision.state in (ActionState.FAILED, ActionState.SKIPPED):
-                decision.values.setdefault(
-                    "caused_by", Actor.SYSTEM if decision.state == ActionState.FAILED else Actor.RULE
-                )
-            moved_one = outbox.transition(
-                session,
-                decision.action.id,
-                expected=ActionState.SENDING,
-                lease_token=lease,
-                state=decision.state,
-                lease_expires_at=None,
-                **decision.values,
+                values.update(reason_code=None, reason_text=None)
+            elif decision.state in (ActionState.FAILED, ActionState.SKIPPED):
+                values.setdefault("caused_by", Actor.SYSTEM if decision.state == ActionState.FAILED else Actor.RULE)
+            groups[(decision.state, tuple(sorted(values)))].append((decision.action.id, values))
+        for (state, _), changes in groups.items():
+            moved = outbox.transition_many(
+                session, changes, expected=ActionState.SENDING, lease_token=lease, state=state
             )
-            tally[decision.state.value if moved_one else "lease_lost"] += 1
+            tally.update({state.value: len(moved), "lease_lost": len(changes) - len(moved)})
         for integration_id, reason in {
             d.action.integration_id: d.credentials_rejected for d in decisions if d.credentials_rejected
         }.items():
             _needs_attention(session, integration_id, reason)
-    lost = tally.pop("lease_lost", 0)
-    if lost:
-        log.warning("%d actions had moved on (their lease ran out): attempts recorded, states left alone", lost)
-        tally["lease_lost"] = lost
+    tally = +tally  # drop the zeros
+    if tally["lease_lost"]:
+        log.warning(
+            "%d actions had moved on (their lease ran out): attempts recorded, states left alone", tally["lease_lost"]
+        )
     return dict(tally)
 
 
@@ -343,20 +473,30 @@ ATTEMPT_COLUMNS = (
     "response",
     "next_attempt_at",
 )
+REQUEST_AT = ATTEMPT_COLUMNS.index("request")
 
 
 def insert_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
     """Write a batch of attempt rows: COPY on PostgreSQL (the cheapest bulk write there is, for us and for
-    the server), a Core executemany elsewhere."""
+    the server), a Core executemany elsewhere. ``request`` is the record as JSON text (connectors.http.redact_text)
+    or as a value."""
     connection = session.connection()
     if connection.dialect.name != "postgresql":
-        connection.execute(insert(Attempt.__table__), rows)
+        decoded = [{**row, "request": _value(row["request"])} for row in rows]
+        connection.execute(insert(Attempt.__table__), decoded)
         return
     driver = connection.connection.driver_connection
     assert driver is not None
     with driver.cursor() as cursor, cursor.copy(f"COPY attempts ({', '.join(ATTEMPT_COLUMNS)}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([json.dumps(row[c]) if c == "request" else row[c] for c in ATTEMPT_COLUMNS])
+            values = [row[c] for c in ATTEMPT_COLUMNS]
+            if not isinstance(values[REQUEST_AT], str):
+                values[REQUEST_AT] = json.dumps(values[REQUEST_AT])
+            copy.write_row(values)
+
+
+def _value(request: Any) -> Any:
+    return json.loads(request) if isinstance(request, str) else request
 
 
 def _needs_attention(session: Session, integration_id: int | None, reason: str) -> None:

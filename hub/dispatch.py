@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from connectors import registry
 from hub import outbox
 
 if TYPE_CHECKING:
@@ -18,13 +19,26 @@ DELIVER_JOB = "jobs.deliver.deliver"
 JOB_TIMEOUT = 600  # rq's own limit for one job; a batch of slow platform calls must fit in it
 
 
+def job_size(rt: Runtime, app: str | None) -> int:
+    """Ids per job: HUB_JOB_BATCH, or a whole batch request's worth for a connector that sends in batches."""
+    try:
+        batch_size = registry.get(app).capabilities.batch_size if app else 1
+    except registry.UnknownConnector:
+        batch_size = 1
+    return max(rt.config.job_batch, batch_size)
+
+
 def enqueue(rt: Runtime, claimed: Iterable[outbox.Claimed], *, at_front: bool = False) -> int:
     """One job per integration and batch of ids. Returns the number of jobs."""
     groups: dict[int | None, list[int]] = defaultdict(list)
+    apps: dict[int | None, str | None] = {}
     for item in claimed:
         groups[item.integration_id].append(item.id)
-    size = rt.config.job_batch
-    batches = [ids[i : i + size] for ids in groups.values() for i in range(0, len(ids), size)]
+        apps.setdefault(item.integration_id, item.app)
+    batches: list[list[int]] = []
+    for integration_id, ids in groups.items():
+        size = job_size(rt, apps[integration_id])
+        batches.extend(ids[i : i + size] for i in range(0, len(ids), size))
     if at_front:
         for ids in batches:
             rt.queue.enqueue(DELIVER_JOB, ids, job_timeout=JOB_TIMEOUT, at_front=True, result_ttl=60, failure_ttl=86400)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -202,20 +203,29 @@ class Trigger(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+def partial(predicate: str) -> dict[str, Any]:
+    """An index over the rows matching ``predicate`` only, on both databases."""
+    return {"postgresql_where": text(predicate), "sqlite_where": text(predicate)}
+
+
 class Action(Base):
     """The outbox row: one step for one recipient through one app or channel."""
 
     __tablename__ = "actions"
     __table_args__ = (
         UniqueConstraint("store_id", "idempotency_key"),
-        Index("ix_actions_state_run_at", "state", "run_at"),
-        Index("ix_actions_state_lease", "state", "lease_expires_at"),
+        # Partial indexes for the scans that only look at live rows: an action leaves them once it is delivered
+        # (or failed, skipped, cancelled), and every update of a row adds entries only to the indexes it is in.
+        Index("ix_actions_due", "run_at", **partial("state = 'pending'")),  # the dispatcher's due scan
+        Index("ix_actions_leased", "lease_expires_at", **partial("state IN ('queued', 'sending')")),  # lost leases
+        Index("ix_actions_queue", "store_id", "run_at", "id", **partial("state IN ('pending', 'held')")),  # Queue
         Index("ix_actions_store_id", "store_id", "id"),
-        Index("ix_actions_integration_state", "integration_id", "state"),
+        # Holding, releasing and disconnecting an integration only touch its pending and held actions.
+        Index("ix_actions_integration_state", "integration_id", "state", **partial("state IN ('pending', 'held')")),
         Index("ix_actions_trigger_id", "trigger_id"),
         Index("ix_actions_store_order", "store_id", "order_id"),
         Index("ix_actions_store_customer", "store_id", "customer_id"),
-        Index("ix_actions_bulk_operation", "bulk_operation_id"),
+        Index("ix_actions_bulk_operation", "bulk_operation_id", **partial("bulk_operation_id IS NOT NULL")),
         Index("ix_actions_store_created", "store_id", "created_at"),
     )
 

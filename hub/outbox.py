@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, case, or_, select, update
+from sqlalchemy import BigInteger, Row, and_, any_, bindparam, case, column, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from hub.db import Database
@@ -60,37 +61,53 @@ CLAIMED_COLUMNS = (
 class Claimed:
     id: int
     integration_id: int | None
+    app: str | None = None  # lets the dispatcher size jobs for connectors that send in batches
 
 
 def _due(at: datetime):  # type: ignore[no-untyped-def]
-    return or_(
-        and_(Action.state == ActionState.PENDING, Action.run_at <= at),
-        # A job lost with Redis, or a worker killed mid-delivery: its lease runs out and it is claimed again.
-        and_(Action.state.in_((ActionState.QUEUED, ActionState.SENDING)), Action.lease_expires_at < at),
-    )
+    return and_(Action.state == ActionState.PENDING, Action.run_at <= at)
+
+
+def _lease_lost(at: datetime):  # type: ignore[no-untyped-def]
+    # A job lost with Redis, or a worker killed mid-delivery: its lease runs out and it is claimed again.
+    return and_(Action.state.in_((ActionState.QUEUED, ActionState.SENDING)), Action.lease_expires_at < at)
 
 
 def claim_due(db: Database, limit: int, lease_seconds: float, at: datetime | None = None) -> list[Claimed]:
-    """Claim up to ``limit`` due actions for the dispatcher: state → queued, under a fresh lease."""
+    """Claim up to ``limit`` due actions for the dispatcher: state → queued, under a fresh lease.
+
+    Lost leases first, then pending actions soonest first: two statements, each served by its own partial
+    index (ix_actions_leased, ix_actions_due), in one transaction.
+    """
     at = at or now()
-    ids = select(Action.id).where(_due(at)).order_by(Action.run_at).limit(limit)
-    if db.is_postgresql:
-        ids = ids.with_for_update(skip_locked=True)
-    statement = (
-        update(Action)
-        .where(Action.id.in_(ids.scalar_subquery()), _due(at))
-        .values(
-            state=ActionState.QUEUED,
-            lease_token=new_lease(),
-            lease_expires_at=at + timedelta(seconds=lease_seconds),
-            updated_at=at,
-        )
-        .returning(Action.id, Action.integration_id)
-        .execution_options(synchronize_session=False)
-    )
+    token = new_lease()
+    claimed: list[Claimed] = []
     with db.transaction() as session:
-        rows = session.execute(statement).all()
-    return [Claimed(row.id, row.integration_id) for row in rows]
+        for condition, order in ((_lease_lost(at), Action.lease_expires_at), (_due(at), Action.run_at)):
+            room = limit - len(claimed)
+            if room <= 0:
+                break
+            ids = select(Action.id).where(condition).order_by(order).limit(room)
+            if db.is_postgresql:
+                # = ANY(ARRAY(subquery)): the ids are picked once, then fetched by primary key. With IN (subquery)
+                # the planner may run the subquery once per candidate row (seen on a table not yet analyzed).
+                picked = Action.id == any_(func.array(ids.with_for_update(skip_locked=True).scalar_subquery()))
+            else:
+                picked = Action.id.in_(ids.scalar_subquery())
+            rows = session.execute(
+                update(Action)
+                .where(picked, condition)
+                .values(
+                    state=ActionState.QUEUED,
+                    lease_token=token,
+                    lease_expires_at=at + timedelta(seconds=lease_seconds),
+                    updated_at=at,
+                )
+                .returning(Action.id, Action.integration_id, Action.app)
+                .execution_options(synchronize_session=False)
+            ).all()
+            claimed.extend(Claimed(row.id, row.integration_id, row.app) for row in rows)
+    return claimed
 
 
 def claim_one(session: Session, action_id: int, lease_seconds: float) -> bool:
@@ -121,7 +138,7 @@ def claim_for_delivery(session: Session, ids: list[int], lease_seconds: float) -
     token = new_lease()
     rows = session.execute(
         update(Action)
-        .where(Action.id.in_(ids), Action.state == ActionState.QUEUED)
+        .where(id_in(session, ids), Action.state == ActionState.QUEUED)
         .values(
             state=ActionState.SENDING,
             lease_token=token,
@@ -152,6 +169,58 @@ def transition(
         update(Action).where(*conditions).values(**values).execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def transition_many(
+    session: Session,
+    changes: list[tuple[int, dict[str, Any]]],
+    *,
+    expected: ActionState,
+    lease_token: str,
+    state: ActionState,
+) -> set[int]:
+    """Move many actions out of ``expected`` under the caller's lease, each with its own values (every row
+    with the same keys). Returns the ids that moved; the others had moved on already.
+
+    On PostgreSQL one ``UPDATE … FROM unnest(…)`` for them all (a VALUES list given as one array per column),
+    still conditional on state and lease token row by row; elsewhere one conditional UPDATE each.
+    """
+    if not changes:
+        return set()
+    if session.get_bind().dialect.name != "postgresql":
+        return {
+            action_id
+            for action_id, values in changes
+            if transition(session, action_id, expected=expected, lease_token=lease_token, state=state, **values)
+        }
+    keys = sorted(changes[0][1])
+    columns = Action.__table__.c
+    # One array parameter per column, unnested into rows: the statement's text is the same for any number of
+    # actions (a VALUES list would be compiled anew with a parameter per value).
+    arrays = [bindparam("ids", [action_id for action_id, _ in changes], type_=ARRAY(BigInteger))]
+    arrays += [
+        bindparam(f"v_{key}", [values[key] for _, values in changes], type_=ARRAY(columns[key].type)) for key in keys
+    ]
+    rows = (
+        func.unnest(*arrays)
+        .table_valued(column("id", BigInteger), *(column(key, columns[key].type) for key in keys))
+        .render_derived(name="changes", with_types=False)
+    )
+    moved = session.scalars(
+        update(Action)
+        .where(Action.id == rows.c.id, Action.state == expected, Action.lease_token == lease_token)
+        .values(state=state, updated_at=now(), **{key: rows.c[key] for key in keys})
+        .returning(Action.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(moved)
+
+
+def id_in(session: Session, ids: list[int]) -> Any:
+    """``actions.id`` among ``ids``: one array parameter on PostgreSQL rather than one parameter per id."""
+    if session.get_bind().dialect.name == "postgresql":
+        return Action.id == any_(bindparam("ids", list(ids), type_=ARRAY(BigInteger)))
+    return Action.id.in_(ids)
 
 
 def hold_integration(session: Session, integration_id: int, reason_code: str, reason_text: str) -> int:

@@ -158,7 +158,7 @@ def test_a_lower_override_spaces_deliveries_at_its_own_interval(api: Api, rt: Ru
 
     assert events.call_count == 1 and len(waiting) == 2  # a 0.5/s bucket has a burst of one
     assert {a.reason_code for a in waiting} == {"rate_limit_wait"}
-    assert all("0.5/s" in (a.reason_text or "") and a.attempt_count == 0 for a in waiting)
+    assert all("(0.5 requests/s)" in (a.reason_text or "") and a.attempt_count == 0 for a in waiting)
     gaps = [(later.run_at - earlier.run_at).total_seconds() for earlier, later in itertools.pairwise(waiting)]
     assert gaps == [pytest.approx(2.0, abs=0.1)]  # one emission interval of 0.5/s, not the published 2/s
 

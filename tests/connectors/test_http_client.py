@@ -9,7 +9,17 @@ from typing import Any
 import pytest
 
 from connectors.base import OutcomeKind, Request, default_classify
-from connectors.http import BODY_LIMIT, RESPONSE_LIMIT, BlockedDestination, HttpClient, TransportError, origin, redact
+from connectors.http import (
+    BODY_LIMIT,
+    RESPONSE_LIMIT,
+    BlockedDestination,
+    HttpClient,
+    Recorder,
+    TransportError,
+    origin,
+    redact,
+    redact_text,
+)
 from tests.connectors.local_server import LocalServer
 
 SECRET = "sk_live_51HxTidingsSecret"
@@ -216,6 +226,55 @@ def test_redact_reads_a_json_data_body_and_scrubs_escaped_secrets() -> None:
     assert record["body"] == {"token": "[redacted]", "name": "Café"}
 
 
+def test_redact_finds_a_secret_spelled_with_unicode_escapes_in_a_data_body() -> None:
+    spelled = "".join(f"\\u{ord(c):04x}" for c in SECRET)
+    data = ('{"token": "' + spelled + '", "n": 1}').encode()
+    record = redact(Request("POST", "https://x.example.com", data=data, secrets=(SECRET,)))
+    assert record["body"] == {"token": "[redacted]", "n": 1}
+
+
+def test_redact_finds_a_secret_with_characters_json_escapes_in_a_json_body() -> None:
+    secret = 'clé-"secrète"\\n'
+    request = Request("POST", "https://x.example.com", json={"a": [{"b": f"x{secret}y"}]}, secrets=(secret,))
+    assert redact(request)["body"] == {"a": [{"b": "x[redacted]y"}]}
+
+
+def test_a_body_without_secrets_is_recorded_as_it_is() -> None:
+    body = {"a": [{"b": "plain"}], "n": 2}
+    assert redact(Request("POST", "https://x.example.com", json=body, secrets=(SECRET,)))["body"] == body
+    data = json.dumps(body).encode()
+    assert redact(Request("POST", "https://x.example.com", data=data, secrets=(SECRET,)))["body"] == body
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        Request(
+            "POST",
+            f"https://x.example.com/?k={SECRET}",
+            {"Authorization": SECRET},
+            json={"a": SECRET},
+            secrets=(SECRET,),
+        ),
+        Request("POST", "https://x.example.com", {"X-Plain": "ok"}, json={"a": ["Café", 1, None]}, secrets=(SECRET,)),
+        Request("POST", "https://x.example.com", data=json.dumps({"t": SECRET, "n": "é"}).encode(), secrets=(SECRET,)),
+        Request("POST", "https://x.example.com", data=b'{"plain": true}', secrets=(SECRET,)),
+        Request("POST", "https://x.example.com", data=f"text {SECRET}".encode(), secrets=(SECRET,)),
+        Request("GET", "https://x.example.com", secrets=(SECRET,)),
+    ],
+    ids=["json with secrets", "json without", "data with secrets", "data without", "text", "no body"],
+)
+def test_the_recorded_text_is_the_redacted_request(request_: Request) -> None:
+    assert json.loads(redact_text(request_)) == json.loads(json.dumps(redact(request_)))
+    assert json.loads(redact_text(request_, {"batch": {"events": 2}}))["batch"] == {"events": 2}
+    assert SECRET not in redact_text(request_)
+
+
+def test_the_recorded_text_walks_a_given_body_text_that_holds_a_secret() -> None:
+    request = Request("POST", "https://x.example.com", json={"a": SECRET}, secrets=(SECRET,))
+    assert json.loads(redact_text(request, body_text=json.dumps(request.json)))["body"] == {"a": "[redacted]"}
+
+
 def test_redact_cuts_a_text_body_after_scrubbing_so_no_half_secret_is_left() -> None:
     data = b"a" * (BODY_LIMIT - 5) + SECRET.encode() + b"tail"
     record = redact(Request("POST", "https://x.example.com", data=data, secrets=(SECRET,)))
@@ -233,3 +292,15 @@ def test_a_client_shows_no_secret_in_its_repr() -> None:
     assert repr(HttpClient(trusted_origins=["http://127.0.0.1:5000"])) == (
         "<HttpClient allow_private=False trusted=['http://127.0.0.1:5000']>"
     )
+
+
+def test_a_recorder_gives_each_body_the_record_redact_gives_it() -> None:
+    shared = Request(
+        "POST", f"https://x.example.com/?k={SECRET}", {"Authorization": f"Bearer {SECRET}"}, secrets=(SECRET,)
+    )
+    recorder = Recorder(shared)
+    for body in ({"a": "plain", "n": [1, "é"]}, {"token": SECRET}):
+        request = Request(shared.method, shared.url, shared.headers, json=body, secrets=shared.secrets)
+        record = json.loads(recorder.text(json.dumps(body), {"batch": {"position": 3}}))
+        assert record == {**json.loads(json.dumps(redact(request))), "batch": {"position": 3}}
+        assert SECRET not in json.dumps(record)

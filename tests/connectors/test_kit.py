@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import json
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import marshmallow as ma
@@ -21,6 +23,7 @@ from connectors.base import (
     Request,
     SkipEvent,
     default_classify,
+    splice_of,
 )
 from connectors.http import HttpClient
 from connectors.kit import SAMPLE_EVENT, ConnectorContract
@@ -230,3 +233,125 @@ def test_subclasses_are_collected_and_the_base_is_not() -> None:
 
     assert ConnectorContract.__test__ is False and TestSomething.__test__ is True
     assert Contract.__test__ is False  # an explicit opt-out is kept
+
+
+class Bulky(Careful):
+    """A correct batch sender: one request for many events."""
+
+    key = "bulky"
+    capabilities = Capabilities(batch_size=3, batch_max_bytes=2_000)
+
+    def batch_entry(self, event: Event, settings: Mapping[str, Any]) -> Any:
+        self.check_event(event)
+        return {"id": event.id, "properties": dict(event.properties)}
+
+    def build_batch_request(self, entries: Sequence[Any], settings: Mapping[str, Any]) -> Request:
+        key = settings["api_key"]
+        return Request(
+            "POST",
+            "https://api.parrot.example/bulk",
+            {"Authorization": f"Bearer {key}"},
+            json={"events": list(entries)},
+            secrets=(key,),
+        )
+
+
+class HalfBulky(Careful):
+    """Declares a batch size and implements nothing of the batch contract."""
+
+    key = "half_bulky"
+    capabilities = Capabilities(batch_size=100)
+
+
+class Miscounting(Bulky):
+    key = "miscounting"
+
+    def classify_batch(self, response: requests.Response | None, error: Exception | None, count: int) -> list[Outcome]:
+        return [self.classify(response, error)]
+
+
+class BulkyLeaky(Bulky):
+    """Puts the key in each entry and lists no secret."""
+
+    key = "bulky_leaky"
+
+    def build_batch_request(self, entries: Sequence[Any], settings: Mapping[str, Any]) -> Request:
+        return Request("POST", "https://api.parrot.example/bulk", json={"key": settings["api_key"], "events": entries})
+
+
+BATCH_CHECKS = [
+    "test_a_batch_size_above_one_comes_with_the_batch_contract",
+    "test_its_batch_request_makes_no_network_call_is_deterministic_and_keeps_secrets",
+    "test_batches_keep_to_the_declared_count_and_size",
+    "test_batch_answers_give_one_outcome_per_event",
+]
+
+
+@pytest.mark.parametrize("check", BATCH_CHECKS)
+def test_a_correct_batch_sender_passes_every_batch_check(check: str, request: pytest.FixtureRequest) -> None:
+    run(check, Bulky, request)
+
+
+@pytest.mark.parametrize("check", BATCH_CHECKS)
+def test_the_batch_checks_skip_a_connector_that_sends_one_event_a_request(
+    check: str, request: pytest.FixtureRequest
+) -> None:
+    with pytest.raises(pytest.skip.Exception):
+        run(check, Careful, request)
+
+
+@pytest.mark.parametrize(
+    ("connector", "check", "complaint"),
+    [
+        (HalfBulky, "test_a_batch_size_above_one_comes_with_the_batch_contract", "batch_entry"),
+        (Miscounting, "test_batch_answers_give_one_outcome_per_event", "3 events"),
+        (BulkyLeaky, "test_its_batch_request_makes_no_network_call_is_deterministic_and_keeps_secrets", "secrets"),
+    ],
+)
+def test_a_broken_batch_sender_fails_the_check_for_its_mistake(
+    connector: type[Connector], check: str, complaint: str, request: pytest.FixtureRequest
+) -> None:
+    with pytest.raises(AssertionError) as caught:
+        run(check, connector, request)
+    assert complaint in str(caught.value)
+
+
+class Wrapping(Bulky):
+    """Wraps each entry: its body is not the entries as they are."""
+
+    key = "wrapping"
+
+    def build_batch_request(self, entries: Sequence[Any], settings: Mapping[str, Any]) -> Request:
+        return super().build_batch_request([{"event": e} for e in entries], settings)
+
+
+class Counting(Bulky):
+    """Puts the number of entries in the body."""
+
+    key = "counting"
+
+    def build_batch_request(self, entries: Sequence[Any], settings: Mapping[str, Any]) -> Request:
+        request = super().build_batch_request(entries, settings)
+        return dataclasses.replace(request, json={**request.json, "count": len(entries)})
+
+
+def test_a_body_of_entries_as_they_are_is_spliced_from_texts_encoded_once() -> None:
+    settings = {"api_key": KEY}
+    entries = [{"id": "a", "properties": {"x": "é"}}, {"id": "b", "properties": {}}]
+    splice = splice_of(Bulky(), settings)
+    assert splice is not None
+    built = splice.build([json.dumps(e) for e in entries])
+    expected = Bulky().build_batch_request(entries, settings)
+    assert built.data == json.dumps(expected.json).encode()
+    assert (built.method, built.url, built.secrets) == (expected.method, expected.url, expected.secrets)
+    assert built.headers == {**expected.headers, "Content-Type": "application/json"}  # as requests sets for json=
+
+
+@pytest.mark.parametrize("connector", [Wrapping, Counting, Careful])
+def test_a_body_that_is_not_the_entries_as_they_are_is_built_by_the_connector(connector: type[Connector]) -> None:
+    assert splice_of(connector(), {"api_key": KEY}) is None
+
+
+def test_the_hub_sends_in_batches_only_for_a_connector_with_the_whole_batch_contract() -> None:
+    assert Bulky().batches
+    assert not HalfBulky().batches and not Careful().batches

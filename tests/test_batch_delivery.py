@@ -1,0 +1,346 @@
+"""Delivery through a connector that sends in batches (Klaviyo's Bulk Create Events), end to end:
+dispatcher → worker → one request for many actions → an attempt and a transition for each of them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import responses
+from sqlalchemy import select, update
+
+from connectors.http import redact
+from connectors.klaviyo import KlaviyoConnector
+from hub import delivery
+from hub.dispatch import dispatch_once, enqueue
+from hub.flows import new_event_action
+from hub.models import Action, Attempt, Integration, Store
+from hub.outbox import Claimed
+from hub.runtime import Runtime
+from tests.conftest import Tenant, run_worker
+
+KEY = "pk_0123456789abcdef0123456789abcdef01"
+BULK_URL = "https://a.klaviyo.com/api/event-bulk-create-jobs"
+SINGLE_URL = "https://a.klaviyo.com/api/events"
+
+
+def connect_klaviyo(rt: Runtime, tenant: Tenant) -> int:
+    with rt.db.transaction() as session:
+        integration = Integration(
+            store_id=tenant.store.id,
+            app="klaviyo",
+            credentials=rt.box.encrypt({"api_key": KEY}),
+            settings={"base_url": "https://a.klaviyo.com"},
+        )
+        session.add(integration)
+        session.flush()
+        return integration.id
+
+
+def add_actions(rt: Runtime, tenant: Tenant, integration_id: int, customers: list[dict[str, Any]]) -> list[int]:
+    now = datetime.now(UTC)
+    with rt.db.transaction() as session:
+        store = session.get(Store, tenant.store.id)
+        integration = session.get(Integration, integration_id)
+        assert store and integration
+        rows = [
+            new_event_action(
+                store,
+                integration,
+                name="Review Request",
+                event_type="review_request",
+                customer=customer,
+                properties={"items": [{"product_id": f"p-{n}", "name": "Linen Shirt"}]},
+                occurred_at=now,
+                run_at=now,
+                trigger="auto",
+            )
+            for n, customer in enumerate(customers)
+        ]
+        session.add_all(rows)
+        session.flush()
+        return [row.id for row in rows]
+
+
+def customers(count: int) -> list[dict[str, Any]]:
+    return [{"email": f"c{n}@example.com"} for n in range(count)]
+
+
+def deliver_round(rt: Runtime) -> int:
+    claimed = dispatch_once(rt)
+    run_worker(rt)
+    return claimed
+
+
+def actions(rt: Runtime) -> list[Action]:
+    with rt.db.session() as session:
+        return list(session.scalars(select(Action).order_by(Action.id)))
+
+
+def attempts(rt: Runtime) -> list[Attempt]:
+    with rt.db.session() as session:
+        return list(session.scalars(select(Attempt).order_by(Attempt.action_id, Attempt.number)))
+
+
+def bulk_entries(call: Any) -> list[dict[str, Any]]:
+    return json.loads(call.request.body)["data"]["attributes"]["events-bulk-create"]["data"]  # type: ignore[no-any-return]
+
+
+def unique_ids(call: Any) -> list[str]:
+    return [e["attributes"]["events"]["data"][0]["attributes"]["unique_id"] for e in bulk_entries(call)]
+
+
+@responses.activate
+@pytest.mark.parametrize("spliced", [True, False], ids=["entries encoded once", "bodies built by the connector"])
+def test_a_job_of_actions_goes_out_in_one_bulk_request_and_each_gets_its_own_attempt(
+    rt: Runtime, tenant: Tenant, monkeypatch: pytest.MonkeyPatch, spliced: bool
+) -> None:
+    if not spliced:
+        monkeypatch.setattr(delivery, "splice_of", lambda connector, settings: None)
+    integration_id = connect_klaviyo(rt, tenant)
+    ids = add_actions(rt, tenant, integration_id, customers(3))
+    posted = responses.post(BULK_URL, status=202)
+
+    assert deliver_round(rt) == 3
+
+    [call] = posted.calls
+    rows = actions(rt)
+    assert unique_ids(call) == [a.idempotency_key for a in rows]
+    assert [(a.state, a.attempt_count, a.last_status) for a in rows] == [("delivered", 1, 202)] * 3
+    recorded = attempts(rt)
+    assert [a.action_id for a in recorded] == ids
+    assert {(a.outcome, a.http_status, a.duration_ms) for a in recorded} == {
+        ("delivered", 202, recorded[0].duration_ms)
+    }
+    for position, (attempt, action) in enumerate(zip(recorded, rows, strict=True)):
+        # The request as sent for that event: the bulk request carrying it alone, key redacted.
+        assert attempt.request["url"] == BULK_URL
+        assert attempt.request["headers"]["Authorization"] == "[redacted]"
+        [entry] = attempt.request["body"]["data"]["attributes"]["events-bulk-create"]["data"]
+        assert entry == bulk_entries(call)[position]
+        assert entry["attributes"]["events"]["data"][0]["attributes"]["unique_id"] == action.idempotency_key
+        assert attempt.request["batch"] == {"events": 3, "position": position}
+        alone = KlaviyoConnector().build_batch_request([entry], {"api_key": KEY, "base_url": "https://a.klaviyo.com"})
+        assert attempt.request == {**redact(alone), "batch": {"events": 3, "position": position}}
+    assert KEY not in json.dumps([a.request for a in recorded])
+    assert call.request.headers["Content-Type"] == "application/vnd.api+json"
+
+
+@responses.activate
+def test_one_action_alone_goes_through_the_single_event_endpoint(rt: Runtime, tenant: Tenant) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    add_actions(rt, tenant, integration_id, customers(1))
+    single = responses.post(SINGLE_URL, status=202)
+    deliver_round(rt)
+    assert len(single.calls) == 1
+    [attempt] = attempts(rt)
+    assert attempt.request["url"] == SINGLE_URL and "batch" not in attempt.request
+    assert actions(rt)[0].state == "delivered"
+
+
+@responses.activate
+def test_a_429_on_the_bulk_request_waits_every_action_for_retry_after_without_spending_attempts(
+    rt: Runtime, tenant: Tenant
+) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    add_actions(rt, tenant, integration_id, customers(3))
+    responses.post(BULK_URL, status=429, headers={"Retry-After": "90"}, json={"errors": []})
+    before = datetime.now(UTC)
+    deliver_round(rt)
+
+    rows = actions(rt)
+    assert {(a.state, a.reason_code, a.failure_count, a.rate_limited_count) for a in rows} == {
+        ("pending", "rate_limited", 0, 1)
+    }
+    for row in rows:
+        assert timedelta(seconds=89) <= row.run_at - before <= timedelta(seconds=95)
+    assert [a.outcome for a in attempts(rt)] == ["rate_limited"] * 3
+
+
+@responses.activate
+def test_a_503_on_the_bulk_request_retries_every_action_by_the_schedule(rt: Runtime, tenant: Tenant) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    add_actions(rt, tenant, integration_id, customers(2))
+    bulk = responses.post(BULK_URL, status=503, json={"errors": [{"code": "unavailable", "detail": "Try later."}]})
+    deliver_round(rt)
+    assert {(a.state, a.reason_code, a.failure_count) for a in actions(rt)} == {("pending", "retrying", 1)}
+
+    responses.replace(responses.POST, BULK_URL, status=202)
+    with rt.db.transaction() as session:
+        session.execute(update(Action).values(run_at=datetime.now(UTC)))
+    deliver_round(rt)
+    assert {(a.state, a.attempt_count) for a in actions(rt)} == {("delivered", 2)}
+    assert len(bulk.calls) == 1 and len(responses.calls) == 2
+
+
+@responses.activate
+def test_a_400_naming_one_event_fails_that_action_and_retries_the_others(rt: Runtime, tenant: Tenant) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    add_actions(rt, tenant, integration_id, customers(3))
+    error = {
+        "id": "e1",
+        "status": 400,
+        "code": "invalid",
+        "title": "Invalid input.",
+        "detail": "Invalid email address",
+        "source": {"pointer": "/data/attributes/events-bulk-create/data/1/attributes/profile/data/attributes/email"},
+    }
+    responses.post(BULK_URL, status=400, json={"errors": [error]})
+    deliver_round(rt)
+
+    first, second, third = actions(rt)
+    assert (second.state, second.reason_code, second.reason_text) == (
+        "failed",
+        "rejected",
+        "HTTP 400: invalid: Invalid email address",
+    )
+    for row in (first, third):
+        assert (row.state, row.reason_code, row.failure_count) == ("pending", "retrying", 1)
+        assert "refused 1 other event(s)" in (row.reason_text or "")
+
+
+@responses.activate
+def test_a_401_on_the_bulk_request_holds_every_action_and_the_integration_needs_attention(
+    rt: Runtime, tenant: Tenant
+) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    add_actions(rt, tenant, integration_id, customers(2))
+    responses.post(BULK_URL, status=401, json={"errors": [{"code": "not_authenticated", "detail": "Bad key."}]})
+    deliver_round(rt)
+    assert {(a.state, a.reason_code) for a in actions(rt)} == {("held", "credentials_rejected")}
+    with rt.db.session() as session:
+        assert session.get(Integration, integration_id).state == "needs_attention"  # type: ignore[union-attr]
+
+
+@responses.activate
+def test_an_idempotency_key_repeated_in_one_job_is_sent_once_and_shares_the_outcome(
+    rt: Runtime, tenant: Tenant
+) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    first, second, third = add_actions(rt, tenant, integration_id, customers(3))
+    with rt.db.transaction() as session:
+        original = session.get(Action, first)
+        repeat = session.get(Action, third)
+        assert original and repeat
+        repeat.payload = {**repeat.payload, "id": original.payload["id"]}  # the same event to the platform
+    posted = responses.post(BULK_URL, status=202)
+    deliver_round(rt)
+
+    [call] = posted.calls
+    keys = unique_ids(call)
+    assert len(keys) == 2 and len(set(keys)) == 2  # Klaviyo would refuse the whole request for a repeat
+    assert {a.state for a in actions(rt)} == {"delivered"}
+    by_action = {a.action_id: a for a in attempts(rt)}
+    assert by_action[third].request["batch"]["same_key_as"] == first
+    assert by_action[third].request["body"] == by_action[first].request["body"]
+    assert "same_key_as" not in by_action[second].request["batch"]
+
+
+@responses.activate
+def test_an_event_the_connector_cannot_take_is_skipped_and_left_out_of_the_request(rt: Runtime, tenant: Tenant) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    # A phone that is not E.164 passes the identity guard but Klaviyo could not use it.
+    add_actions(rt, tenant, integration_id, [*customers(2), {"phone": "0415 555 0100"}])
+    posted = responses.post(BULK_URL, status=202)
+    deliver_round(rt)
+    assert len(bulk_entries(posted.calls[0])) == 2
+    assert [(a.state, a.reason_code) for a in actions(rt)] == [
+        ("delivered", None),
+        ("delivered", None),
+        ("skipped", "missing_identity"),
+    ]
+
+
+@responses.activate
+def test_a_bulk_request_takes_one_rate_limit_token_however_many_events_it_carries(
+    rt: Runtime, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    add_actions(rt, tenant, integration_id, customers(5))
+    responses.post(BULK_URL, status=202)
+    taken: list[tuple[str, float, float | None]] = []
+    acquire = rt.limiter.acquire
+
+    def counting(bucket: str, per_second: float, burst: float | None = None) -> float:
+        taken.append((bucket, per_second, burst))
+        return acquire(bucket, per_second, burst)
+
+    monkeypatch.setattr(rt.limiter, "acquire", counting)
+    deliver_round(rt)
+
+    capabilities = KlaviyoConnector.capabilities
+    # Bulk Create Events' own limit (tier M: 10/s burst, 150/min steady), not Create Event's.
+    assert taken == [(f"integration:{integration_id}:batch", 150 / 60, capabilities.batch_rate_burst)]
+    assert {a.state for a in actions(rt)} == {"delivered"}
+
+
+@responses.activate
+def test_without_a_token_every_action_of_the_request_waits_in_the_database_without_an_attempt(
+    rt: Runtime, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    add_actions(rt, tenant, integration_id, customers(3))
+    monkeypatch.setattr(rt.limiter, "acquire", lambda bucket, per_second, burst=None: 5.0)  # the next token in 5 s
+    posted = responses.post(BULK_URL, status=202)
+    before = datetime.now(UTC)
+    deliver_round(rt)
+
+    assert not posted.calls and not attempts(rt)
+    rows = actions(rt)
+    assert {(a.state, a.reason_code, a.attempt_count) for a in rows} == {("pending", "rate_limit_wait", 0)}
+    assert all(timedelta(seconds=5) <= a.run_at - before < timedelta(seconds=60) for a in rows)
+
+
+@responses.activate
+def test_a_job_larger_than_a_request_is_split_at_a_thousand_events(rt: Runtime, tenant: Tenant) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    ids = add_actions(rt, tenant, integration_id, customers(1001))
+    with rt.db.transaction() as session:
+        session.execute(update(Action).values(state="queued"))
+    posted = responses.post(BULK_URL, status=202)
+
+    tally = delivery.deliver_batch(rt, ids)
+
+    assert tally == {"delivered": 1001}
+    assert [len(bulk_entries(c)) for c in posted.calls] == [1000, 1]
+    assert len(attempts(rt)) == 1001
+
+
+def test_the_dispatcher_gives_a_batch_capable_integration_jobs_of_a_whole_request(rt: Runtime, tenant: Tenant) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    claimed = [Claimed(n, integration_id, "klaviyo") for n in range(1, 1502)]
+    assert rt.config.job_batch < 1000
+    assert enqueue(rt, claimed) == 2
+    assert sorted(len(job.args[0]) for job in rt.queue.get_jobs()) == [501, 1000]
+    rt.queue.empty()
+    assert enqueue(rt, [Claimed(n, 99, "webhook") for n in range(1, 251)]) == 3  # HUB_JOB_BATCH for the others
+
+
+@responses.activate
+def test_an_action_whose_lease_was_taken_while_sending_keeps_its_new_owners_state_and_the_rest_move(
+    rt: Runtime, tenant: Tenant
+) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    first, second, third = add_actions(rt, tenant, integration_id, customers(3))
+
+    def lease_runs_out_meanwhile(request: Any) -> tuple[int, dict[str, str], str]:
+        with rt.db.transaction() as session:  # another worker re-claimed the first one
+            session.execute(update(Action).where(Action.id == first).values(lease_token="another-worker"))
+        body = {"errors": [{"id": "e", "code": "invalid", "title": "Invalid input.", "detail": "Bad email"}]}
+        body["errors"][0]["source"] = {"pointer": "/data/attributes/events-bulk-create/data/2/attributes"}
+        return 400, {}, json.dumps(body)
+
+    responses.add_callback(responses.POST, BULK_URL, callback=lease_runs_out_meanwhile)
+    with rt.db.transaction() as session:
+        session.execute(update(Action).values(state="queued"))
+
+    tally = delivery.deliver_batch(rt, [first, second, third])
+
+    assert tally == {"pending": 1, "failed": 1, "lease_lost": 1}
+    rows = {a.id: a for a in actions(rt)}
+    assert (rows[first].state, rows[first].lease_token, rows[first].attempt_count) == ("sending", "another-worker", 0)
+    assert (rows[second].state, rows[second].reason_code) == ("pending", "retrying")
+    assert (rows[third].state, rows[third].reason_text) == ("failed", "HTTP 400: invalid: Bad email")
+    assert sorted(a.action_id for a in attempts(rt)) == [first, second, third]  # recorded all the same
