@@ -140,6 +140,9 @@ class Connector:
     credentials_schema: ClassVar[type[ma.Schema]] = EmptySchema
     settings_schema: ClassVar[type[ma.Schema]] = EmptySchema
     capabilities: ClassVar[Capabilities] = Capabilities()
+    # Answers this connector classifies differently from the default table on purpose (status or "timeout" →
+    # kind), each with a comment saying why. The contract kit checks ``classify`` against the table with these.
+    classification_quirks: ClassVar[Mapping[int | str, OutcomeKind]] = {}
     # Settings that load through both schemas (fake keys, example URLs): `hub connectors check KEY` runs the
     # contract suite with them.
     example_settings: ClassVar[Mapping[str, Any] | None] = None

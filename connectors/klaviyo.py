@@ -100,6 +100,8 @@ class KlaviyoConnector(Connector):
     credentials_schema = KlaviyoCredentials
     settings_schema = KlaviyoSettings
     example_settings = MappingProxyType({"api_key": "pk_example_0123456789abcdef0123456789"})
+    # The official SDK retries only 429, 503, 504 and 524: a 500 or a 502 is final, as it is for the SDK.
+    classification_quirks = MappingProxyType({500: OutcomeKind.PERMANENT, 502: OutcomeKind.PERMANENT})
     capabilities = Capabilities(
         identities=("email", "phone", "external_id"),
         batch_size=BULK_EVENTS,

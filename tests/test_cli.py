@@ -210,6 +210,15 @@ def test_connectors_check_runs_the_contract_suite_against_an_installed_connector
     assert unknown.returncode != 0 and "no connector 'nope'" in unknown.stderr
 
 
+@pytest.mark.parametrize("key", ["attentive", "braze", "customerio", "iterable", "klaviyo", "omnisend", "postscript"])
+def test_connectors_check_passes_every_built_in_platform_connector_with_its_declared_quirks(key: str) -> None:
+    checked = subprocess.run(
+        [sys.executable, "-m", "hub", "connectors", "check", key], capture_output=True, text=True, timeout=120
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "passed" in checked.stdout and "failed" not in checked.stdout
+
+
 def test_the_example_connector_package_is_installed_and_passes_the_contract_suite() -> None:
     from connectors import registry
 
