@@ -18,7 +18,7 @@ blp.before_request(authenticate)
 @blp.route("/store", methods=["GET"])
 @blp.response(200, StoreOut)
 def get_store() -> Any:
-    return stores.settings(db_session().get(Store, current_store().id))
+    return stores.settings(db_session().get_one(Store, current_store().id))
 
 
 @blp.route("/store", methods=["PATCH"])
@@ -33,6 +33,6 @@ def patch_store(data: dict[str, Any]) -> Any:
     Send now are not held back.
     """
     session = db_session()
-    store = stores.change_settings(session, session.get(Store, current_store().id), data)
+    store = stores.change_settings(session, session.get_one(Store, current_store().id), data)
     session.commit()
     return stores.settings(store)
