@@ -14,4 +14,4 @@ def test_the_migrated_schema_matches_the_models(rt: Runtime) -> None:
     with rt.db.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
-    assert current(rt.db) == "0004"
+    assert current(rt.db) == "0007"
