@@ -16,10 +16,12 @@ blp = Blueprint("triggers", __name__, description="Triggers in: orders and revie
 blp.before_request(authenticate)
 
 MAX_IDEMPOTENCY_KEY = 200
+# An instance, not the class: webargs makes a new schema (deep-copying its fields) for every request given a class.
+_trigger_in = TriggerIn()
 
 
 @blp.route("/triggers", methods=["POST"])
-@blp.arguments(TriggerIn)
+@blp.arguments(_trigger_in)
 @blp.response(202, TriggerOut)
 @blp.alt_response(200, schema=TriggerOut, description="The same trigger was seen before; nothing new was created.")
 @blp.alt_response(401, description="Missing or invalid API token")
