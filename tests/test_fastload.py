@@ -1,0 +1,146 @@
+"""The fast loader of bulk triggers gives exactly what the schema's load gives, or hands the item back to it."""
+
+from __future__ import annotations
+
+import copy
+import random
+from typing import Any
+
+import marshmallow as ma
+import pytest
+
+from schemas.fastload import compile_loader
+from schemas.triggers import BulkTriggerIn
+
+SCHEMA = BulkTriggerIn()
+FAST = compile_loader(SCHEMA)
+
+VALID: list[dict[str, Any]] = [
+    {"type": "order.fulfilled", "customer": {"email": "ada@example.com"}, "order": {"id": "1"}},
+    {
+        "type": "order.delivered",
+        "occurred_at": "2026-11-01T10:00:00+02:00",
+        "customer": {"email": "ada@example.com", "phone": "+14155550123", "first_name": "Ada", "external_id": "c1"},
+        "order": {
+            "id": "1001",
+            "items": [
+                {
+                    "product_id": "p-1",
+                    "name": "Linen Shirt",
+                    "url": "https://shop.example.com/p/1",
+                    "image_url": "https://cdn.example.com/p1.jpg",
+                    "price": "49.5",
+                    "currency": "USD",
+                },
+                {"product_id": "p-2", "name": "Scarf", "price": 12},
+            ],
+        },
+        "idempotency_key": "k-1",
+    },
+    {"type": "review.submitted", "customer": {"external_id": "c1"}, "review": {"id": "r1", "rating": 5, "body": "ok"}},
+    {"type": "order.cancelled", "occurred_at": None, "customer": {"phone": "+14155550123"}, "order": {"id": "9"}},
+]
+
+INVALID: list[Any] = [
+    [],
+    "order.fulfilled",
+    {"type": "order.fulfilled", "customer": {"email": "ada@example.com"}},  # no order
+    {"type": "order.shipped", "customer": {"email": "ada@example.com"}, "order": {"id": "1"}},
+    {"type": "order.fulfilled", "customer": {}, "order": {"id": "1"}},
+    {"type": "order.fulfilled", "customer": {"email": "not-an-email"}, "order": {"id": "1"}},
+    {"type": "order.fulfilled", "customer": {"email": "a@example.com"}, "order": {"id": ""}},
+    {"type": "order.fulfilled", "customer": {"email": "a@example.com"}, "order": {"id": "1", "items": [{}]}},
+    {"type": "order.fulfilled", "customer": {"email": "a@example.com"}, "order": {"id": "1", "items": "x"}},
+    {"type": "order.fulfilled", "customer": {"email": "a@example.com"}, "order": {"id": "1"}, "extra": 1},
+    {"type": "order.fulfilled", "customer": {"email": "a@example.com", "nick": "x"}, "order": {"id": "1"}},
+    {"type": "order.fulfilled", "customer": None, "order": {"id": "1"}},
+    {"type": "order.fulfilled", "customer": {"phone": "555"}, "order": {"id": "1"}},
+    {"type": "order.fulfilled", "occurred_at": "2026-11-01T10:00:00", "customer": {"email": "a@example.com"}},
+    {"type": "review.submitted", "customer": {"email": "a@example.com"}, "review": {"rating": 6}},
+    {"type": 5, "customer": {"email": "a@example.com"}, "order": {"id": "1"}},
+    {
+        "type": "order.fulfilled",
+        "customer": {"email": "a@example.com"},
+        "order": {"id": "1", "items": [{"product_id": "p", "name": "n", "price": "-1"}]},
+    },
+    {
+        "type": "order.fulfilled",
+        "customer": {"email": "a@example.com"},
+        "order": {"id": "1", "items": [{"product_id": "p", "name": "n"}] * 501},
+    },
+]
+
+
+@pytest.mark.parametrize("item", VALID)
+def test_a_valid_trigger_loads_fast_to_exactly_what_the_schema_loads(item: dict[str, Any]) -> None:
+    fast = FAST(copy.deepcopy(item))
+    assert fast is not None
+    assert fast == SCHEMA.load(copy.deepcopy(item))
+
+
+@pytest.mark.parametrize("item", INVALID)
+def test_an_invalid_trigger_is_handed_back_to_the_schema(item: Any) -> None:
+    assert FAST(copy.deepcopy(item)) is None
+    with pytest.raises(ma.ValidationError):
+        SCHEMA.load(copy.deepcopy(item))
+
+
+SCALARS: list[Any] = [None, 0, 5, 6, 600, -1, "", "x", "ada@example.com", "+14155550123", "2026-11-01T10:00:00Z", True]
+KEYS = ["type", "occurred_at", "customer", "order", "review", "email", "phone", "external_id", "id", "items", "rating",
+        "idempotency_key", "name", "price", "product_id", "other"]  # fmt: skip
+
+
+def random_value(rng: random.Random, depth: int = 0) -> Any:
+    roll = rng.random()
+    if depth < 2 and roll < 0.15:
+        return [random_value(rng, depth + 1) for _ in range(rng.randint(0, 2))]
+    if depth < 2 and roll < 0.3:
+        return {rng.choice(KEYS): random_value(rng, depth + 1) for _ in range(rng.randint(0, 2))}
+    return rng.choice(SCALARS)
+
+
+def mutated(rng: random.Random) -> Any:
+    """A valid trigger with one value somewhere replaced, added or removed."""
+    item = copy.deepcopy(rng.choice(VALID))
+    node: Any = item
+    while isinstance(node, dict) and node and rng.random() < 0.6:
+        child = node[rng.choice(list(node))]
+        if isinstance(child, list) and child:
+            child = rng.choice(child)
+        if not isinstance(child, dict):
+            break
+        node = child
+    if isinstance(node, dict):
+        key = rng.choice([*node, *KEYS]) if node else rng.choice(KEYS)
+        if rng.random() < 0.3:
+            node.pop(key, None)
+        else:
+            node[key] = random_value(rng)
+    return item
+
+
+def test_whatever_the_input_the_fast_loader_agrees_with_the_schema_or_abstains() -> None:
+    rng = random.Random(5)
+    loaded_fast = 0
+    for _ in range(2000):
+        item = mutated(rng)
+        fast = FAST(copy.deepcopy(item))
+        try:
+            expected = SCHEMA.load(copy.deepcopy(item))
+        except ma.ValidationError:
+            assert fast is None, item
+        else:
+            assert fast is None or fast == expected, item
+            loaded_fast += fast is not None
+    assert loaded_fast > 100  # the mutations left many valid: the comparison was made, not skipped
+
+
+def test_a_schema_with_hooks_it_does_not_run_is_never_loaded_fast() -> None:
+    class Shouty(ma.Schema):
+        name = ma.fields.String()
+
+        @ma.post_load
+        def shout(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+            return {"name": data["name"].upper()}
+
+    assert compile_loader(Shouty())({"name": "ada"}) is None
