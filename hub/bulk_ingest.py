@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from hub import flows, pgcopy
 from hub.caches import StoreConfigCache
+from hub.db import any_of
 from hub.models import Action, ActionState, Actor, Customer, Store, Trigger
 from schemas.fastload import compile_loader
 from schemas.triggers import ORDER_STOPPERS, BulkTriggerIn
@@ -185,11 +186,15 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
 def _existing_triggers(session: Session, store_id: int, keys: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for chunk in _chunks(keys, 1000):
         statement = select(Trigger.dedupe_key, Trigger.id).where(
-            Trigger.store_id == store_id, Trigger.dedupe_key.in_(chunk)
+            Trigger.store_id == store_id, any_of(Trigger.dedupe_key, chunk, _dialect(session))
         )
         found.update(tuple(row) for row in session.execute(statement))
     return found
@@ -199,7 +204,9 @@ def _action_ids(session: Session, trigger_ids: list[int]) -> dict[int, list[int]
     found: dict[int, list[int]] = defaultdict(list)
     for chunk in _chunks(trigger_ids, 1000):
         for trigger_id, action_id in session.execute(
-            select(Action.trigger_id, Action.id).where(Action.trigger_id.in_(chunk)).order_by(Action.id)
+            select(Action.trigger_id, Action.id)
+            .where(any_of(Action.trigger_id, chunk, _dialect(session)))
+            .order_by(Action.id)
         ):
             found[trigger_id].append(action_id)  # type: ignore[index]
     return found
@@ -275,7 +282,10 @@ def _write_customers(session: Session, store_id: int, given: list[dict[str, Any]
     existing: dict[int, dict[str, Any]] = {}
     for name, wanted in values.items():
         for chunk in _chunks(sorted(wanted), 1000):
-            for row in session.execute(select(*columns).where(table.c.store_id == store_id, table.c[name].in_(chunk))):
+            statement = select(*columns).where(
+                table.c.store_id == store_id, any_of(table.c[name], chunk, _dialect(session))
+            )
+            for row in session.execute(statement):
                 existing[row.id] = dict(row._mapping)
     for customer_id in sorted(existing):
         book.add(existing[customer_id])
@@ -324,7 +334,7 @@ def _stop_orders(session: Session, store_id: int, triggers: list[tuple[int, Trig
                 update(Action)
                 .where(
                     Action.store_id == store_id,
-                    Action.order_id.in_(chunk),
+                    any_of(Action.order_id, chunk, _dialect(session)),
                     Action.state.in_((ActionState.PENDING, ActionState.HELD)),
                 )
                 .values(
