@@ -14,10 +14,12 @@ batch is created skipped (order_cancelled) rather than pending and then cancelle
 
 from __future__ import annotations
 
+import csv
 import gc
+import itertools
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -80,15 +82,119 @@ class ItemError:
 
 def parse_ndjson(text: str) -> list[Any]:
     """One JSON object per line; blank lines are skipped, an unreadable line becomes an ItemError."""
-    items: list[Any] = []
-    for line in text.splitlines():
+    return [item for _, item in read_ndjson(text.splitlines())]
+
+
+def read_ndjson(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
+    """(line number, trigger or ItemError) for each line that is not blank."""
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            items.append(json.loads(line))
+            yield number, json.loads(line)
         except ValueError as error:
-            items.append(ItemError(f"Not valid JSON: {error.msg} at column {error.colno}."))
-    return items
+            yield number, ItemError(f"Not valid JSON: {error.msg} at column {error.colno}.")
+
+
+def read_csv(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
+    """(line number, trigger or ItemError) for each row of a CSV whose header names each column by its field's
+    dotted path, as field errors name them: ``type``, ``customer.email``, ``order.id``, ``order.items.0.name``
+    (a number is a position in a list), ``review.rating``. Empty cells are left out."""
+    reader = csv.reader(lines)
+    header = next(reader, None)
+    if header is None:
+        return
+    paths = csv_columns(header)
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(paths):
+            yield reader.line_num, ItemError(f"{len(row)} cells, but the header names {len(paths)} columns.")
+            continue
+        item: dict[str, Any] = {}
+        for path, cell in zip(paths, row, strict=False):
+            if cell.strip():
+                _put(item, path, cell.strip())
+        yield reader.line_num, item
+
+
+class HeaderError(ValueError):
+    """A CSV header whose columns cannot all be fields of one trigger."""
+
+
+def csv_columns(header: list[str]) -> list[list[str | int]]:
+    """Each column's path; HeaderError when one is empty, repeated, or contradicts another (``customer`` and
+    ``customer.email``; ``order.items.0`` and ``order.items.name``)."""
+    paths: list[list[str | int]] = []
+    shapes: dict[tuple[str | int, ...], str] = {}  # a prefix → "list" | "dict" | "value"
+    done: set[tuple[str | int, ...]] = set()
+    for name in header:
+        parts = name.strip().split(".")
+        if not all(parts) or parts[0].isdigit():
+            raise HeaderError(f"column {name!r}: name a field by its dotted path, e.g. customer.email")
+        path: list[str | int] = [int(p) if p.isdigit() else p for p in parts]
+        for depth in range(len(path)):
+            prefix = tuple(path[: depth + 1])
+            shape = "value" if depth == len(path) - 1 else ("list" if isinstance(path[depth + 1], int) else "dict")
+            seen = shapes.setdefault(prefix, shape)
+            if seen != shape or (shape == "value" and prefix in done):
+                raise HeaderError(f"column {name!r} contradicts another column")
+        done.add(tuple(path))
+        paths.append(path)
+    return paths
+
+
+def _put(tree: Any, path: list[str | int], value: Any) -> None:
+    for key, following in itertools.pairwise(path):
+        empty: Any = [] if isinstance(following, int) else {}
+        if isinstance(tree, list):
+            assert isinstance(key, int)
+            while len(tree) <= key:
+                tree.append(None)
+            if tree[key] is None:
+                tree[key] = empty
+            tree = tree[key]
+        else:
+            tree = tree.setdefault(key, empty)
+    last = path[-1]
+    if isinstance(tree, list):
+        assert isinstance(last, int)
+        while len(tree) <= last:
+            tree.append(None)
+    tree[last] = value
+
+
+@dataclass
+class ImportReport:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[tuple[int, dict[str, list[str]]]] = field(default_factory=list)  # (line, field errors)
+
+
+def import_triggers(
+    database: Any,
+    store_id: int,
+    items: Iterable[tuple[int, Any]],
+    *,
+    chunk: int = 1000,
+    cache: StoreConfigCache | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Ingest numbered items (from read_ndjson or read_csv) in chunks, each committed on its own, as
+    POST /triggers/bulk would; what became of them, with the line and field errors of each rejected one."""
+    report = ImportReport()
+    for batch in _chunks(items, chunk):
+        with collector_paused():
+            valid, rejected = validate([item for _, item in batch])
+            with database.transaction() as session:
+                store = session.get(Store, store_id)
+                results = ingest_many(session, store, valid, cache=cache)
+        report.accepted += sum(1 for r in results if r.status == "accepted")
+        report.duplicates += sum(1 for r in results if r.status == "duplicate")
+        report.rejected.extend((batch[r.index][0], r.errors or {}) for r in rejected)
+        if progress is not None:
+            progress(len(batch))
+    return report
 
 
 def ingest_many(
