@@ -31,10 +31,8 @@ from hub.models import (
     Trigger,
 )
 from hub.stores import event_name
-from schemas.events import EventPayload
+from schemas.events import event_payload
 from schemas.triggers import ORDER_STOPPERS
-
-_payload_schema = EventPayload()
 
 
 @dataclass
@@ -436,16 +434,14 @@ def new_event_action(
 ) -> Action:
     key = key or idempotency_key(store.id, "manual", uuid.uuid4().hex)
     full_name = event_name(store, name)
-    payload = _payload_schema.dump(
-        {
-            "id": key,
-            "name": full_name,
-            "type": event_type,
-            "occurred_at": occurred_at,
-            "customer": {k: customer.get(k) for k in ("email", "phone", "first_name", "last_name", "external_id")},
-            "properties": properties,
-            "test": test,
-        }
+    payload = event_payload(
+        id=key,
+        name=full_name,
+        type=event_type,
+        occurred_at=occurred_at,
+        customer=customer,
+        properties=properties,
+        test=test,
     )
     state, reason_code, reason_text = ActionState.PENDING, None, None
     if integration.state != IntegrationState.CONNECTED:

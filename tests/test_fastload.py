@@ -1,14 +1,17 @@
-"""The fast loader of bulk triggers gives exactly what the schema's load gives, or hands the item back to it."""
+"""The fast paths of ingest give exactly what marshmallow gives: the loader of bulk triggers (or it hands the item
+back to the schema), and the plain event payload."""
 
 from __future__ import annotations
 
 import copy
 import random
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import marshmallow as ma
 import pytest
 
+from schemas.events import CUSTOMER_KEYS, EventPayload, event_payload
 from schemas.fastload import compile_loader
 from schemas.triggers import BulkTriggerIn
 
@@ -144,3 +147,24 @@ def test_a_schema_with_hooks_it_does_not_run_is_never_loaded_fast() -> None:
             return {"name": data["name"].upper()}
 
     assert compile_loader(Shouty())({"name": "ada"}) is None
+
+
+@pytest.mark.parametrize(
+    "customer",
+    [{"email": "ada@example.com"}, {"phone": "+14155550123", "first_name": "Ada", "external_id": "c1", "x": "y"}, {}],
+)
+def test_the_plain_event_payload_is_what_the_event_schema_dumps(customer: dict[str, Any]) -> None:
+    values = {
+        "id": "k1",
+        "name": "Acme - Review Request",
+        "type": "review_request",
+        "occurred_at": datetime(2026, 11, 1, 10, 0, 30, 1234, tzinfo=timezone(timedelta(hours=2))),
+        "customer": customer,
+        "properties": {"order_id": "1001", "items": [{"product_id": "p-1", "price": "49.00"}], "flow": "F"},
+        "test": False,
+    }
+    schema_input = {**values, "customer": {k: customer.get(k) for k in CUSTOMER_KEYS}}
+    assert event_payload(**values) == EventPayload().dump(schema_input)
+    assert (
+        event_payload(**{**values, "test": True})["test"] is EventPayload().dump({**schema_input, "test": True})["test"]
+    )
