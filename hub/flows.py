@@ -283,6 +283,8 @@ def build_actions(store: Store, config: StoreConfig, data: dict[str, Any], trigg
     actions: list[Action] = []
     occurred_at = trigger.occurred_at
     for flow in config.by_trigger.get(data["type"], ()):
+        # Built once per flow and shared by its actions' payloads (each payload copies the top level only).
+        properties = {**event_properties(store, data, flow), "trigger_occurred_at": occurred_at.isoformat()}
         for step in flow.steps:
             run_at = occurred_at + timedelta(seconds=step.delay_seconds)
             if step.kind != "event":
@@ -299,7 +301,7 @@ def build_actions(store: Store, config: StoreConfig, data: dict[str, Any], trigg
                     name=step.event_name or "Event",
                     event_type=step.event_type or "event",
                     customer=data["customer"],
-                    properties={**event_properties(store, data, flow), "trigger_occurred_at": occurred_at.isoformat()},
+                    properties=properties,
                     # The flow step's event happens when the step comes due, not when the order shipped: platforms
                     # judge an event's age by this time (Attentive ignores custom events older than 12 hours).
                     occurred_at=run_at,
