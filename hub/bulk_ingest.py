@@ -229,11 +229,11 @@ def ingest_many(
     customer_ids = _write_customers(session, store.id, [data["customer"] for _, data, _ in new])
 
     now = datetime.now(UTC)
-    triggers: list[tuple[int, dict[str, Any], Trigger]] = []
+    triggers: list[tuple[int, dict[str, Any], flows.NewTrigger]] = []
     for (index, data, key), customer_id in zip(new, customer_ids, strict=True):
         payload = dict(data)
         payload.pop("idempotency_key", None)
-        trigger = Trigger(
+        trigger = flows.NewTrigger(
             store_id=store.id,
             type=data["type"],
             dedupe_key=key,
@@ -255,8 +255,8 @@ def ingest_many(
     triggers = [t for t in triggers if t[2].id is not None]
 
     cancelled = _stop_orders(session, store.id, [(index, t) for index, _, t in triggers])
-    actions_of: dict[int, list[Action]] = {}
-    everything: list[Action] = []
+    actions_of: dict[int, list[flows.NewAction]] = {}
+    everything: list[flows.NewAction] = []
     for index, payload, trigger in triggers:
         actions_of[index] = flows.build_actions(store, config, payload, trigger)
         everything.extend(actions_of[index])
@@ -318,7 +318,7 @@ def _action_ids(session: Session, trigger_ids: list[int]) -> dict[int, list[int]
     return found
 
 
-def _insert_triggers(session: Session, triggers: list[Trigger]) -> dict[str, int]:
+def _insert_triggers(session: Session, triggers: list[flows.NewTrigger]) -> dict[str, int]:
     """Store the triggers; dedupe key → id of each one stored (one a concurrent request stored first is left out).
 
     COPY when it can, since the batch's keys were checked just before; if a concurrent request stored one
@@ -426,7 +426,7 @@ def _write_customers(session: Session, store_id: int, given: list[dict[str, Any]
     return [book.records[p]["id"] for p in positions]
 
 
-def _stop_orders(session: Session, store_id: int, triggers: list[tuple[int, Trigger]]) -> dict[int, int]:
+def _stop_orders(session: Session, store_id: int, triggers: list[tuple[int, flows.NewTrigger]]) -> dict[int, int]:
     """What still waits for an order a stopper names is cancelled; the count per stopper (by item index)."""
     stoppers: dict[str, dict[str, int]] = defaultdict(dict)  # type → order id → first item index
     for index, trigger in triggers:
@@ -458,11 +458,11 @@ def _stop_orders(session: Session, store_id: int, triggers: list[tuple[int, Trig
     return counts
 
 
-def _skip_repeats_within(actions: list[Action]) -> None:
+def _skip_repeats_within(actions: list[flows.NewAction]) -> None:
     """The duplicate guard, within the batch: a second live action for the same order, customer, app and event
     (two triggers of one order that start flows sending the same event) is skipped, as it would be had the
     triggers come one by one."""
-    seen: dict[tuple[Any, ...], Action] = {}
+    seen: dict[tuple[Any, ...], flows.NewAction] = {}
     for action in actions:
         if not action.order_id or action.state in (ActionState.SKIPPED, ActionState.CANCELLED):
             continue
