@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import operator
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -45,10 +46,11 @@ class PlainRow:
     __slots__: tuple[str, ...] = ()
 
     def __init__(self, **values: Any) -> None:
+        get = values.get
         for name in self.__slots__:
-            setattr(self, name, values.pop(name, None))
-        if values:
-            raise TypeError(f"{type(self).__name__} has no column {', '.join(values)}")
+            setattr(self, name, get(name))
+        if len(values) > len(self.__slots__) or not values.keys() <= set(self.__slots__):
+            raise TypeError(f"{type(self).__name__} has no column {', '.join(set(values) - set(self.__slots__))}")
 
 
 class NewAction(PlainRow):
@@ -366,14 +368,16 @@ def insert_actions(session: Session, actions: Sequence[Action | NewAction]) -> N
         return
     table = Action.__table__
     now = datetime.now(UTC)
-    rows = []
+    defaults = action_defaults().items()
     for action in actions:
-        for name, value in action_defaults().items():
+        for name, value in defaults:
             if getattr(action, name) is None:
                 setattr(action, name, value)
         action.created_at = action.updated_at = now
-        rows.append(columns_of(action, table, skip=("id",)))
-    for action, action_id in zip(actions, pgcopy.insert_rows(session, table, rows), strict=True):
+    names = [c.key for c in table.c if c.key != "id"]
+    values_of = operator.attrgetter(*names)
+    ids = pgcopy.insert_tuples(session, table, names, [values_of(action) for action in actions])
+    for action, action_id in zip(actions, ids, strict=True):
         action.id = action_id
 
 
