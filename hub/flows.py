@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import and_, bindparam, exists, insert, literal, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -43,22 +43,25 @@ class PlainRow:
     (attribute instrumentation), and ingest writes with Core statements anyway. Read like the ORM row
     (``action.id``, ``action.state``), so guards and response schemas take either."""
 
-    __slots__: tuple[str, ...] = ()
+    COLUMNS: frozenset[str] = frozenset()
 
     def __init__(self, **values: Any) -> None:
-        get = values.get
-        for name in self.__slots__:
-            setattr(self, name, get(name))
-        if len(values) > len(self.__slots__) or not values.keys() <= set(self.__slots__):
-            raise TypeError(f"{type(self).__name__} has no column {', '.join(set(values) - set(self.__slots__))}")
+        if not self.COLUMNS.issuperset(values):
+            raise TypeError(f"{type(self).__name__} has no column {', '.join(set(values) - self.COLUMNS)}")
+        self.__dict__.update(values)  # the others read as the class's None
 
 
-class NewAction(PlainRow):
-    __slots__ = tuple(c.key for c in Action.__table__.c)
+def _plain_row(name: str, table: Any) -> type[PlainRow]:
+    columns = frozenset(c.key for c in table.c)
+    return type(name, (PlainRow,), {"COLUMNS": columns, **dict.fromkeys(columns)})
 
 
-class NewTrigger(PlainRow):
-    __slots__ = tuple(c.key for c in Trigger.__table__.c)
+if TYPE_CHECKING:  # typed as the ORM rows they stand in for: they have the same attributes
+    NewAction = Action
+    NewTrigger = Trigger
+else:
+    NewAction = _plain_row("NewAction", Action.__table__)
+    NewTrigger = _plain_row("NewTrigger", Trigger.__table__)
 
 
 R = TypeVar("R")
