@@ -33,13 +33,9 @@ from hub import flows, pgcopy
 from hub.caches import StoreConfigCache
 from hub.db import any_of
 from hub.models import Action, ActionState, Actor, Customer, Store, Trigger
-from schemas.fastload import compile_loader
 from schemas.triggers import ORDER_STOPPERS, BulkTriggerIn
 
-_item_schema = BulkTriggerIn()
-# Most items are valid: load those without marshmallow's machinery (a tenth of the time), and let the schema
-# itself load any item the fast loader is not sure of, so the rejected ones get its field errors.
-_fast_load = compile_loader(_item_schema)
+_item_schema = BulkTriggerIn()  # valid items take its compiled fast path (TriggerIn.load)
 
 
 @dataclass
@@ -61,10 +57,6 @@ def validate(items: Sequence[Any]) -> tuple[list[tuple[int, dict[str, Any]]], li
     for index, item in enumerate(items):
         if isinstance(item, ItemError):
             rejected.append(ItemResult(index, "rejected", errors={"_body": [item.message]}))
-            continue
-        data = _fast_load(item)
-        if data is not None:
-            valid.append((index, data))
             continue
         try:
             valid.append((index, _item_schema.load(item)))
