@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import and_, bindparam, exists, insert, literal, or_, select, true, update
+from sqlalchemy import String, and_, any_, bindparam, exists, insert, literal, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from hub import guards, pgcopy, quiet
@@ -185,7 +186,7 @@ def _customer_match(store_id: Any, customer: Any, fields: tuple[str, ...]) -> An
 
 
 @functools.lru_cache(maxsize=64)
-def _look_ahead_statement(fields: tuple[str, ...], with_order: bool) -> Any:
+def _look_ahead_statement(fields: tuple[str, ...], with_order: bool, dialect: str) -> Any:
     """The look-ahead query for one shape of trigger (which identities it has, whether it has an order),
     built once: building a statement costs more Python than running it."""
     store_id, key, order_id = bindparam("store_id"), bindparam("key"), bindparam("order_id")
@@ -201,7 +202,11 @@ def _look_ahead_statement(fields: tuple[str, ...], with_order: bool) -> Any:
     anchor = select(literal(1).label("one")).subquery("anchor")
     checks: dict[str, Any] = {
         "suppressions": exists().where(
-            Suppression.store_id == store_id, Suppression.value.in_(bindparam("values", expanding=True))
+            Suppression.store_id == store_id,
+            # One array parameter on PostgreSQL: the statement's text does not depend on how many identities.
+            Suppression.value == any_(bindparam("values", type_=ARRAY(String)))
+            if dialect == "postgresql"
+            else Suppression.value.in_(bindparam("values", expanding=True)),
         ),
         "reviewed": exists().where(
             Trigger.store_id == store_id,
@@ -237,7 +242,8 @@ def _look_ahead(session: Session, store_id: int, key: str, customer: dict[str, A
     params.update({k: customer[k] for k in fields})
     if order_id:
         params["order_id"] = order_id
-    row = session.execute(_look_ahead_statement(fields, bool(order_id)), params).one()._mapping
+    statement = _look_ahead_statement(fields, bool(order_id), session.get_bind().dialect.name)
+    row = session.execute(statement, params).one()._mapping
     concerns = {name: bool(row[name]) if name in row else False for name in guards.LOOKUPS}
     stored = {k: row[k] for k in ("id", *CUSTOMER_FIELDS)} if row["id"] is not None else None
     return _Front(row["config_version"] or 0, row["existing_trigger"], stored, concerns)
