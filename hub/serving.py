@@ -4,8 +4,8 @@
 Threaded workers (gthread): a request spends most of its time waiting on PostgreSQL (a trigger makes a few
 round trips and a commit that waits for the WAL flush), and a worker's other threads use the CPU meanwhile.
 They also keep HTTP connections alive between requests, which sync workers never do. On two cores bench P5
-served 1.6–3.5× as many triggers per second with 2 workers × 4 threads as with 2 sync workers in the same
-runs, and 8 threads did no better than 4 (docs/operations.md).
+served 1.6–3.9× as many triggers per second with 2 workers × 4 threads as with 2 sync workers in 7 of 8
+paired runs, and 8 threads did no better than 4 (docs/operations.md).
 """
 
 from __future__ import annotations
