@@ -35,7 +35,7 @@ from sqlalchemy import create_engine, func, insert, select, text, update
 
 from bench import stub
 from connectors.webhook import WebhookConnector
-from hub import counters
+from hub import counters, serving
 from hub.config import load
 from hub.delivery import event_from_payload
 from hub.flows import idempotency_key, new_event_action
@@ -586,19 +586,21 @@ def drive(url: str, token: str, seconds: float, clients: int = 4) -> float:
     return counter.value / seconds  # type: ignore[no-any-return]
 
 
-# The same gunicorn settings for the ceiling and the hub (BENCH_P5_GUNICORN overrides, e.g. to compare
-# worker classes): two workers, as the Procfile runs by default.
-P5_GUNICORN = os.environ.get("BENCH_P5_GUNICORN", "--workers 2").split()
+# The same gunicorn settings for the ceiling and the hub: production's (hub.serving, which the Procfile, `hub web`
+# and `hub up` use). BENCH_P5_GUNICORN adds options after them, which win: e.g. "--worker-class sync --threads 1".
+P5_GUNICORN_EXTRA = os.environ.get("BENCH_P5_GUNICORN", "").split()
+
+
+def p5_gunicorn_args(app: str, port: int) -> list[str]:
+    return [*serving.gunicorn_args(f"127.0.0.1:{port}", app=app), *P5_GUNICORN_EXTRA, "--log-level", "warning"]
 
 
 @contextmanager
 def gunicorn(setup: Setup, app: str, env: dict[str, str]) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", *P5_GUNICORN,
-         "--no-control-socket", "--log-level", "warning"],
-        env=env, cwd=ROOT, start_new_session=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "gunicorn", *p5_gunicorn_args(app, port)], env=env, cwd=ROOT, start_new_session=True
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -666,7 +668,7 @@ def p5(setup: Setup, seconds: float) -> dict[str, Any]:
         rate = drive(f"{url}/api/v1/triggers", token, seconds)
         bulk_rate, _ = drive_bulk(f"{url}/api/v1/triggers/bulk", token, seconds)
     return {
-        "gunicorn": " ".join(P5_GUNICORN),
+        "gunicorn": " ".join(p5_gunicorn_args("APP", 0)[3:-2]),
         "ceiling_requests_per_second": round(ceiling_rate, 1),
         "requests_per_second": round(rate, 1),
         "ratio": round(rate / ceiling_rate, 2) if ceiling_rate else None,

@@ -14,10 +14,12 @@ batch is created skipped (order_cancelled) rather than pending and then cancelle
 
 from __future__ import annotations
 
+import csv
 import gc
+import itertools
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,10 +31,11 @@ from sqlalchemy.orm import Session
 
 from hub import flows, pgcopy
 from hub.caches import StoreConfigCache
+from hub.db import any_of
 from hub.models import Action, ActionState, Actor, Customer, Store, Trigger
 from schemas.triggers import ORDER_STOPPERS, BulkTriggerIn
 
-_item_schema = BulkTriggerIn()
+_item_schema = BulkTriggerIn()  # valid items take its compiled fast path (TriggerIn.load)
 
 
 @dataclass
@@ -71,15 +74,119 @@ class ItemError:
 
 def parse_ndjson(text: str) -> list[Any]:
     """One JSON object per line; blank lines are skipped, an unreadable line becomes an ItemError."""
-    items: list[Any] = []
-    for line in text.splitlines():
+    return [item for _, item in read_ndjson(text.splitlines())]
+
+
+def read_ndjson(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
+    """(line number, trigger or ItemError) for each line that is not blank."""
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            items.append(json.loads(line))
+            yield number, json.loads(line)
         except ValueError as error:
-            items.append(ItemError(f"Not valid JSON: {error.msg} at column {error.colno}."))
-    return items
+            yield number, ItemError(f"Not valid JSON: {error.msg} at column {error.colno}.")
+
+
+def read_csv(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
+    """(line number, trigger or ItemError) for each row of a CSV whose header names each column by its field's
+    dotted path, as field errors name them: ``type``, ``customer.email``, ``order.id``, ``order.items.0.name``
+    (a number is a position in a list), ``review.rating``. Empty cells are left out."""
+    reader = csv.reader(lines)
+    header = next(reader, None)
+    if header is None:
+        return
+    paths = csv_columns(header)
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(paths):
+            yield reader.line_num, ItemError(f"{len(row)} cells, but the header names {len(paths)} columns.")
+            continue
+        item: dict[str, Any] = {}
+        for path, cell in zip(paths, row, strict=False):
+            if cell.strip():
+                _put(item, path, cell.strip())
+        yield reader.line_num, item
+
+
+class HeaderError(ValueError):
+    """A CSV header whose columns cannot all be fields of one trigger."""
+
+
+def csv_columns(header: list[str]) -> list[list[str | int]]:
+    """Each column's path; HeaderError when one is empty, repeated, or contradicts another (``customer`` and
+    ``customer.email``; ``order.items.0`` and ``order.items.name``)."""
+    paths: list[list[str | int]] = []
+    shapes: dict[tuple[str | int, ...], str] = {}  # a prefix → "list" | "dict" | "value"
+    done: set[tuple[str | int, ...]] = set()
+    for name in header:
+        parts = name.strip().split(".")
+        if not all(parts) or parts[0].isdigit():
+            raise HeaderError(f"column {name!r}: name a field by its dotted path, e.g. customer.email")
+        path: list[str | int] = [int(p) if p.isdigit() else p for p in parts]
+        for depth in range(len(path)):
+            prefix = tuple(path[: depth + 1])
+            shape = "value" if depth == len(path) - 1 else ("list" if isinstance(path[depth + 1], int) else "dict")
+            seen = shapes.setdefault(prefix, shape)
+            if seen != shape or (shape == "value" and prefix in done):
+                raise HeaderError(f"column {name!r} contradicts another column")
+        done.add(tuple(path))
+        paths.append(path)
+    return paths
+
+
+def _put(tree: Any, path: list[str | int], value: Any) -> None:
+    for key, following in itertools.pairwise(path):
+        empty: Any = [] if isinstance(following, int) else {}
+        if isinstance(tree, list):
+            assert isinstance(key, int)
+            while len(tree) <= key:
+                tree.append(None)
+            if tree[key] is None:
+                tree[key] = empty
+            tree = tree[key]
+        else:
+            tree = tree.setdefault(key, empty)
+    last = path[-1]
+    if isinstance(tree, list):
+        assert isinstance(last, int)
+        while len(tree) <= last:
+            tree.append(None)
+    tree[last] = value
+
+
+@dataclass
+class ImportReport:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[tuple[int, dict[str, list[str]]]] = field(default_factory=list)  # (line, field errors)
+
+
+def import_triggers(
+    database: Any,
+    store_id: int,
+    items: Iterable[tuple[int, Any]],
+    *,
+    chunk: int = 1000,
+    cache: StoreConfigCache | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Ingest numbered items (from read_ndjson or read_csv) in chunks, each committed on its own, as
+    POST /triggers/bulk would; what became of them, with the line and field errors of each rejected one."""
+    report = ImportReport()
+    for batch in _chunks(items, chunk):
+        with collector_paused():
+            valid, rejected = validate([item for _, item in batch])
+            with database.transaction() as session:
+                store = session.get(Store, store_id)
+                results = ingest_many(session, store, valid, cache=cache)
+        report.accepted += sum(1 for r in results if r.status == "accepted")
+        report.duplicates += sum(1 for r in results if r.status == "duplicate")
+        report.rejected.extend((batch[r.index][0], r.errors or {}) for r in rejected)
+        if progress is not None:
+            progress(len(batch))
+    return report
 
 
 def ingest_many(
@@ -114,11 +221,11 @@ def ingest_many(
     customer_ids = _write_customers(session, store.id, [data["customer"] for _, data, _ in new])
 
     now = datetime.now(UTC)
-    triggers: list[tuple[int, dict[str, Any], Trigger]] = []
+    triggers: list[tuple[int, dict[str, Any], flows.NewTrigger]] = []
     for (index, data, key), customer_id in zip(new, customer_ids, strict=True):
         payload = dict(data)
         payload.pop("idempotency_key", None)
-        trigger = Trigger(
+        trigger = flows.NewTrigger(
             store_id=store.id,
             type=data["type"],
             dedupe_key=key,
@@ -140,8 +247,8 @@ def ingest_many(
     triggers = [t for t in triggers if t[2].id is not None]
 
     cancelled = _stop_orders(session, store.id, [(index, t) for index, _, t in triggers])
-    actions_of: dict[int, list[Action]] = {}
-    everything: list[Action] = []
+    actions_of: dict[int, list[flows.NewAction]] = {}
+    everything: list[flows.NewAction] = []
     for index, payload, trigger in triggers:
         actions_of[index] = flows.build_actions(store, config, payload, trigger)
         everything.extend(actions_of[index])
@@ -177,11 +284,15 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
 def _existing_triggers(session: Session, store_id: int, keys: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for chunk in _chunks(keys, 1000):
         statement = select(Trigger.dedupe_key, Trigger.id).where(
-            Trigger.store_id == store_id, Trigger.dedupe_key.in_(chunk)
+            Trigger.store_id == store_id, any_of(Trigger.dedupe_key, chunk, _dialect(session))
         )
         found.update(tuple(row) for row in session.execute(statement))
     return found
@@ -191,13 +302,15 @@ def _action_ids(session: Session, trigger_ids: list[int]) -> dict[int, list[int]
     found: dict[int, list[int]] = defaultdict(list)
     for chunk in _chunks(trigger_ids, 1000):
         for trigger_id, action_id in session.execute(
-            select(Action.trigger_id, Action.id).where(Action.trigger_id.in_(chunk)).order_by(Action.id)
+            select(Action.trigger_id, Action.id)
+            .where(any_of(Action.trigger_id, chunk, _dialect(session)))
+            .order_by(Action.id)
         ):
             found[trigger_id].append(action_id)  # type: ignore[index]
     return found
 
 
-def _insert_triggers(session: Session, triggers: list[Trigger]) -> dict[str, int]:
+def _insert_triggers(session: Session, triggers: list[flows.NewTrigger]) -> dict[str, int]:
     """Store the triggers; dedupe key → id of each one stored (one a concurrent request stored first is left out).
 
     COPY when it can, since the batch's keys were checked just before; if a concurrent request stored one
@@ -267,7 +380,10 @@ def _write_customers(session: Session, store_id: int, given: list[dict[str, Any]
     existing: dict[int, dict[str, Any]] = {}
     for name, wanted in values.items():
         for chunk in _chunks(sorted(wanted), 1000):
-            for row in session.execute(select(*columns).where(table.c.store_id == store_id, table.c[name].in_(chunk))):
+            statement = select(*columns).where(
+                table.c.store_id == store_id, any_of(table.c[name], chunk, _dialect(session))
+            )
+            for row in session.execute(statement):
                 existing[row.id] = dict(row._mapping)
     for customer_id in sorted(existing):
         book.add(existing[customer_id])
@@ -302,7 +418,7 @@ def _write_customers(session: Session, store_id: int, given: list[dict[str, Any]
     return [book.records[p]["id"] for p in positions]
 
 
-def _stop_orders(session: Session, store_id: int, triggers: list[tuple[int, Trigger]]) -> dict[int, int]:
+def _stop_orders(session: Session, store_id: int, triggers: list[tuple[int, flows.NewTrigger]]) -> dict[int, int]:
     """What still waits for an order a stopper names is cancelled; the count per stopper (by item index)."""
     stoppers: dict[str, dict[str, int]] = defaultdict(dict)  # type → order id → first item index
     for index, trigger in triggers:
@@ -316,7 +432,7 @@ def _stop_orders(session: Session, store_id: int, triggers: list[tuple[int, Trig
                 update(Action)
                 .where(
                     Action.store_id == store_id,
-                    Action.order_id.in_(chunk),
+                    any_of(Action.order_id, chunk, _dialect(session)),
                     Action.state.in_((ActionState.PENDING, ActionState.HELD)),
                 )
                 .values(
@@ -334,11 +450,11 @@ def _stop_orders(session: Session, store_id: int, triggers: list[tuple[int, Trig
     return counts
 
 
-def _skip_repeats_within(actions: list[Action]) -> None:
+def _skip_repeats_within(actions: list[flows.NewAction]) -> None:
     """The duplicate guard, within the batch: a second live action for the same order, customer, app and event
     (two triggers of one order that start flows sending the same event) is skipped, as it would be had the
     triggers come one by one."""
-    seen: dict[tuple[Any, ...], Action] = {}
+    seen: dict[tuple[Any, ...], flows.NewAction] = {}
     for action in actions:
         if not action.order_id or action.state in (ActionState.SKIPPED, ActionState.CANCELLED):
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sys
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from hub import serving
 from hub.config import ConfigError, load
 from hub.runtime import Runtime, settle
 
@@ -131,16 +133,17 @@ def tokens_create(store_id: int, name: str) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="gunicorn workers")
+@click.option("--workers", default=serving.WORKERS, show_default=True, type=click.IntRange(1, 64), help="processes")
+@click.option(
+    "--threads", default=serving.THREADS, show_default=True, type=click.IntRange(1, 64), help="threads per process"
+)
+@click.option("--access-log", is_flag=True, help="Log every request to standard output.")
 @friendly
-def web(host: str, port: int, workers: int) -> None:
-    """Serve the API with gunicorn."""
+def web(host: str, port: int, workers: int, threads: int, access_log: bool) -> None:
+    """Serve the API and the web UI with gunicorn (threaded workers; see docs/operations.md)."""
     load()  # fail here, with a clear message, rather than in every gunicorn worker
-    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", *gunicorn_args(host, port, workers)])
-
-
-def gunicorn_args(host: str, port: int, workers: int) -> list[str]:
-    return ["hub.app:create_app()", "--bind", f"{host}:{port}", "--workers", str(workers), "--no-control-socket"]
+    args = serving.gunicorn_args(f"{host}:{port}", workers=workers, threads=threads, access_log=access_log)
+    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", *args])
 
 
 @main.command()
@@ -194,6 +197,60 @@ def dispatch(once: bool) -> None:
 
 
 # -- events -----------------------------------------------------------------------------------------
+
+
+@main.group()
+def triggers() -> None:
+    """Triggers: import many at once."""
+
+
+@triggers.command("import")
+@click.option("--store", "store_id", type=int, required=True, help="Store id.")
+@click.argument("source", type=click.File("r", encoding="utf-8-sig"))
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(["ndjson", "csv"]),
+    default=None,
+    help="Default: from the file name (.csv is CSV; anything else NDJSON).",
+)
+@click.option("--chunk", type=click.IntRange(1, 1000), default=1000, show_default=True, help="Triggers per commit.")
+@friendly
+def triggers_import(store_id: int, source: Any, file_format: str | None, chunk: int) -> None:
+    """Import the triggers of SOURCE (a file, or - for standard input) as POST /triggers/bulk takes them.
+
+    NDJSON: one trigger (JSON) per line. CSV: a header naming each column by its field's dotted path
+    (type, occurred_at, idempotency_key, customer.email, order.id, order.items.0.product_id,
+    order.items.0.name, review.rating, ...), then one trigger per row; empty cells are left out.
+    Every chunk is committed on its own; triggers seen before are duplicates and create nothing. Rejected
+    lines are listed with their field errors, and then the command exits with status 1.
+    """
+    from hub import bulk_ingest
+
+    name = getattr(source, "name", "") or ""
+    if file_format is None:
+        file_format = "csv" if name.lower().endswith(".csv") else "ndjson"
+    lines = source.readlines()
+    try:
+        items = list(bulk_ingest.read_csv(lines) if file_format == "csv" else bulk_ingest.read_ndjson(lines))
+    except bulk_ingest.HeaderError as error:
+        raise click.UsageError(f"{name}: {error}") from None
+    except csv.Error as error:
+        raise click.UsageError(f"{name}: not readable as CSV: {error}") from None
+    if not items:
+        raise click.ClickException(f"no triggers in {name}")
+    rt = runtime()
+    with rt.db.session() as session:
+        _store(session, store_id)
+    with click.progressbar(length=len(items), label="importing") as bar:
+        report = bulk_ingest.import_triggers(
+            rt.db, store_id, items, chunk=chunk, cache=rt.caches.stores, progress=bar.update
+        )
+    for line, errors in report.rejected:
+        click.echo(f"line {line}: {_messages(errors)}", err=True)
+    click.echo(f"accepted {report.accepted}, duplicates {report.duplicates}, rejected {len(report.rejected)}")
+    if report.rejected:
+        sys.exit(1)
 
 
 @main.group()

@@ -5,14 +5,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import operator
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import and_, bindparam, exists, insert, literal, or_, select, true, update
+from sqlalchemy import String, and_, any_, bindparam, exists, insert, literal, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from hub import guards, pgcopy, quiet
@@ -31,16 +33,45 @@ from hub.models import (
     Trigger,
 )
 from hub.stores import event_name
-from schemas.events import EventPayload
+from schemas.events import event_payload
 from schemas.triggers import ORDER_STOPPERS
 
-_payload_schema = EventPayload()
+
+class PlainRow:
+    """A row being created by ingest, as plain attributes named like its table's columns (absent ones None).
+
+    Ingest builds thousands of these per second; an ORM instance costs several times more to make and to read
+    (attribute instrumentation), and ingest writes with Core statements anyway. Read like the ORM row
+    (``action.id``, ``action.state``), so guards and response schemas take either."""
+
+    COLUMNS: frozenset[str] = frozenset()
+
+    def __init__(self, **values: Any) -> None:
+        if not self.COLUMNS.issuperset(values):
+            raise TypeError(f"{type(self).__name__} has no column {', '.join(set(values) - self.COLUMNS)}")
+        self.__dict__.update(values)  # the others read as the class's None
+
+
+def _plain_row(name: str, table: Any) -> type[PlainRow]:
+    columns = frozenset(c.key for c in table.c)
+    return type(name, (PlainRow,), {"COLUMNS": columns, **dict.fromkeys(columns)})
+
+
+if TYPE_CHECKING:  # typed as the ORM rows they stand in for: they have the same attributes
+    NewAction = Action
+    NewTrigger = Trigger
+else:
+    NewAction = _plain_row("NewAction", Action.__table__)
+    NewTrigger = _plain_row("NewTrigger", Trigger.__table__)
+
+
+R = TypeVar("R")
 
 
 @dataclass
 class Ingested:
-    trigger: Trigger
-    actions: list[Action]
+    trigger: Trigger | NewTrigger
+    actions: list[Action] | list[NewAction]
     duplicate: bool
     cancelled: int = 0  # actions an order.cancelled / order.refunded trigger took out of the Queue
 
@@ -102,7 +133,7 @@ def ingest(
     config = store_config(session, store.id, front.config_version, cache)
     occurred_at = data.get("occurred_at") or datetime.now(UTC)
     customer_id = write_customer(session, store.id, front.customer, customer_in)
-    trigger = Trigger(
+    trigger = NewTrigger(
         store_id=store.id,
         type=data["type"],
         dedupe_key=key,
@@ -155,7 +186,7 @@ def _customer_match(store_id: Any, customer: Any, fields: tuple[str, ...]) -> An
 
 
 @functools.lru_cache(maxsize=64)
-def _look_ahead_statement(fields: tuple[str, ...], with_order: bool) -> Any:
+def _look_ahead_statement(fields: tuple[str, ...], with_order: bool, dialect: str) -> Any:
     """The look-ahead query for one shape of trigger (which identities it has, whether it has an order),
     built once: building a statement costs more Python than running it."""
     store_id, key, order_id = bindparam("store_id"), bindparam("key"), bindparam("order_id")
@@ -171,7 +202,11 @@ def _look_ahead_statement(fields: tuple[str, ...], with_order: bool) -> Any:
     anchor = select(literal(1).label("one")).subquery("anchor")
     checks: dict[str, Any] = {
         "suppressions": exists().where(
-            Suppression.store_id == store_id, Suppression.value.in_(bindparam("values", expanding=True))
+            Suppression.store_id == store_id,
+            # One array parameter on PostgreSQL: the statement's text does not depend on how many identities.
+            Suppression.value == any_(bindparam("values", type_=ARRAY(String)))
+            if dialect == "postgresql"
+            else Suppression.value.in_(bindparam("values", expanding=True)),
         ),
         "reviewed": exists().where(
             Trigger.store_id == store_id,
@@ -207,7 +242,8 @@ def _look_ahead(session: Session, store_id: int, key: str, customer: dict[str, A
     params.update({k: customer[k] for k in fields})
     if order_id:
         params["order_id"] = order_id
-    row = session.execute(_look_ahead_statement(fields, bool(order_id)), params).one()._mapping
+    statement = _look_ahead_statement(fields, bool(order_id), session.get_bind().dialect.name)
+    row = session.execute(statement, params).one()._mapping
     concerns = {name: bool(row[name]) if name in row else False for name in guards.LOOKUPS}
     stored = {k: row[k] for k in ("id", *CUSTOMER_FIELDS)} if row["id"] is not None else None
     return _Front(row["config_version"] or 0, row["existing_trigger"], stored, concerns)
@@ -279,12 +315,16 @@ def load_store_config(session: Session, store_id: int, version: int) -> StoreCon
     )
 
 
-def build_actions(store: Store, config: StoreConfig, data: dict[str, Any], trigger: Trigger) -> list[Action]:
+def build_actions(
+    store: Store, config: StoreConfig, data: dict[str, Any], trigger: Trigger | NewTrigger
+) -> list[NewAction]:
     """One action per step of every enabled flow the trigger starts, and per app the step goes to."""
     by_app = config.integrations
-    actions: list[Action] = []
+    actions: list[NewAction] = []
     occurred_at = trigger.occurred_at
     for flow in config.by_trigger.get(data["type"], ()):
+        # Built once per flow and shared by its actions' payloads (each payload copies the top level only).
+        properties = {**event_properties(store, data, flow), "trigger_occurred_at": occurred_at.isoformat()}
         for step in flow.steps:
             run_at = occurred_at + timedelta(seconds=step.delay_seconds)
             if step.kind != "event":
@@ -301,13 +341,14 @@ def build_actions(store: Store, config: StoreConfig, data: dict[str, Any], trigg
                     name=step.event_name or "Event",
                     event_type=step.event_type or "event",
                     customer=data["customer"],
-                    properties={**event_properties(store, data, flow), "trigger_occurred_at": occurred_at.isoformat()},
+                    properties=properties,
                     # The flow step's event happens when the step comes due, not when the order shipped: platforms
                     # judge an event's age by this time (Attentive ignores custom events older than 12 hours).
                     occurred_at=run_at,
                     run_at=run_at,
                     trigger="auto",
                     key=idempotency_key(store.id, trigger.dedupe_key, step.id, app),
+                    row=NewAction,
                 )
                 action.flow_id, action.step_id, action.trigger_id, action.customer_id = (
                     flow.id,
@@ -330,20 +371,22 @@ def action_defaults() -> dict[str, Any]:
     }
 
 
-def insert_actions(session: Session, actions: list[Action]) -> None:
+def insert_actions(session: Session, actions: Sequence[Action | NewAction]) -> None:
     """Write new actions in one statement (COPY, or a multi-row INSERT ... RETURNING) and give them their ids."""
     if not actions:
         return
     table = Action.__table__
     now = datetime.now(UTC)
-    rows = []
+    defaults = action_defaults().items()
     for action in actions:
-        for name, value in action_defaults().items():
+        for name, value in defaults:
             if getattr(action, name) is None:
                 setattr(action, name, value)
         action.created_at = action.updated_at = now
-        rows.append(columns_of(action, table, skip=("id",)))
-    for action, action_id in zip(actions, pgcopy.insert_rows(session, table, rows), strict=True):
+    names = [c.key for c in table.c if c.key != "id"]
+    values_of = operator.attrgetter(*names)
+    ids = pgcopy.insert_tuples(session, table, names, [values_of(action) for action in actions])
+    for action, action_id in zip(actions, ids, strict=True):
         action.id = action_id
 
 
@@ -372,7 +415,7 @@ def _race_lost(session: Session, store_id: int, key: str) -> Ingested:
 
 def apply_guards(
     session: Session,
-    actions: list[Action],
+    actions: Sequence[Action | NewAction],
     integrations: dict[int, Integration],
     known_empty: Collection[str] = (),
     quiet_hours: dict[int, quiet.QuietHours | None] | None = None,
@@ -433,24 +476,25 @@ def new_event_action(
     trigger: str,
     key: str | None = None,
     test: bool = False,
-) -> Action:
+    row: Callable[..., R] = Action,  # type: ignore[assignment]
+) -> R:
+    """A new event action (not yet stored): an ORM ``Action`` to add to a session, or, for ingest, a ``NewAction``
+    that insert_actions writes."""
     key = key or idempotency_key(store.id, "manual", uuid.uuid4().hex)
     full_name = event_name(store, name)
-    payload = _payload_schema.dump(
-        {
-            "id": key,
-            "name": full_name,
-            "type": event_type,
-            "occurred_at": occurred_at,
-            "customer": {k: customer.get(k) for k in ("email", "phone", "first_name", "last_name", "external_id")},
-            "properties": properties,
-            "test": test,
-        }
+    payload = event_payload(
+        id=key,
+        name=full_name,
+        type=event_type,
+        occurred_at=occurred_at,
+        customer=customer,
+        properties=properties,
+        test=test,
     )
     state, reason_code, reason_text = ActionState.PENDING, None, None
     if integration.state != IntegrationState.CONNECTED:
         state, reason_code, reason_text = hold_reason(integration)
-    return Action(
+    return row(
         store_id=store.id,
         integration_id=integration.id,
         kind="event",

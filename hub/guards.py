@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors import registry
 from connectors.base import Capabilities
 from hub import quiet
+from hub.db import any_of
 from hub.models import Action, ActionState, Integration, IntegrationState, Store, Suppression, Trigger
 from hub.outbox import now
 from schemas.triggers import ORDER_STOPPERS
@@ -285,23 +286,43 @@ def _suppressions(
     values = {v for s in subjects for v in identities(s.target)}
     found: dict[tuple[int, str], list[Suppression]] = defaultdict(list)
     if values:
+        dialect = _dialect(session)
         for row in session.scalars(
-            select(Suppression).where(Suppression.store_id.in_(store_ids), Suppression.value.in_(values))
+            select(Suppression).where(
+                any_of(Suppression.store_id, store_ids, dialect), any_of(Suppression.value, values, dialect)
+            )
         ):
             found[(row.store_id, row.value)].append(row)
     return found
 
 
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def _orders_by_store(subjects: Sequence[Subject]) -> dict[int, set[str]]:
+    """The orders the subjects name, per store: each store's are looked up with one array (or IN list), which
+    uses the (store_id, order_id) indexes, where a list of (store, order) pairs was read as many ORs."""
+    orders: dict[int, set[str]] = defaultdict(set)
+    for s in subjects:
+        if s.order_id:
+            orders[s.store_id].add(s.order_id)
+    return orders
+
+
 def _stopped_orders(session: Session, subjects: Sequence[Subject]) -> dict[tuple[int, str], str]:
-    pairs = {(s.store_id, s.order_id) for s in subjects if s.order_id}
-    if not pairs:
-        return {}
-    rows = session.execute(
-        select(Trigger.store_id, Trigger.order_id, Trigger.type).where(
-            tuple_(Trigger.store_id, Trigger.order_id).in_(pairs), Trigger.type.in_(ORDER_STOPPERS)
-        )
-    ).all()
-    return {(r.store_id, r.order_id): r.type for r in rows}
+    found: dict[tuple[int, str], str] = {}
+    dialect = _dialect(session)
+    for store_id, orders in _orders_by_store(subjects).items():
+        rows = session.execute(
+            select(Trigger.store_id, Trigger.order_id, Trigger.type).where(
+                Trigger.store_id == store_id,
+                any_of(Trigger.order_id, orders, dialect),
+                Trigger.type.in_(ORDER_STOPPERS),
+            )
+        ).all()
+        found.update({(r.store_id, r.order_id): r.type for r in rows})
+    return found
 
 
 def _reviewed_products(session: Session, subjects: Sequence[Subject]) -> dict[int, set[str]]:
@@ -310,7 +331,7 @@ def _reviewed_products(session: Session, subjects: Sequence[Subject]) -> dict[in
     if customers:
         rows = session.execute(
             select(Trigger.customer_id, Trigger.payload).where(
-                Trigger.customer_id.in_(customers), Trigger.type == "review.submitted"
+                any_of(Trigger.customer_id, customers, _dialect(session)), Trigger.type == "review.submitted"
             )
         ).all()
         for customer_id, payload in rows:
@@ -325,27 +346,27 @@ def _dedupe_key(s: Subject) -> tuple[Any, ...]:
 
 
 def _duplicates(session: Session, subjects: Sequence[Subject]) -> dict[tuple[Any, ...], list[int]]:
-    pairs = {(s.store_id, s.order_id) for s in subjects if s.order_id}
     found: dict[tuple[Any, ...], list[int]] = defaultdict(list)
-    if not pairs:
-        return found
-    rows = session.execute(
-        select(
-            Action.id,
-            Action.store_id,
-            Action.order_id,
-            Action.customer_id,
-            Action.app,
-            Action.channel,
-            Action.event_name,
-        )
-        .where(
-            tuple_(Action.store_id, Action.order_id).in_(pairs),
-            Action.state.in_(LIVE_STATES),
-            Action.trigger == "auto",
-        )
-        .order_by(Action.id)
-    ).all()
-    for r in rows:
-        found[(r.store_id, r.order_id, r.customer_id, r.app, r.channel, r.event_name)].append(r.id)
+    dialect = _dialect(session)
+    for store_id, orders in _orders_by_store(subjects).items():
+        rows = session.execute(
+            select(
+                Action.id,
+                Action.store_id,
+                Action.order_id,
+                Action.customer_id,
+                Action.app,
+                Action.channel,
+                Action.event_name,
+            )
+            .where(
+                Action.store_id == store_id,
+                any_of(Action.order_id, orders, dialect),
+                Action.state.in_(LIVE_STATES),
+                Action.trigger == "auto",
+            )
+            .order_by(Action.id)
+        ).all()
+        for r in rows:
+            found[(r.store_id, r.order_id, r.customer_id, r.app, r.channel, r.event_name)].append(r.id)
     return found

@@ -190,7 +190,25 @@ class Trigger(Base):
     """One accepted trigger. Its dedupe key makes a repeated trigger create nothing new."""
 
     __tablename__ = "triggers"
-    __table_args__ = (UniqueConstraint("store_id", "dedupe_key"),)
+    __table_args__ = (
+        UniqueConstraint("store_id", "dedupe_key"),
+        # The guards ask on every trigger whether its order was stopped and whether its customer reviewed
+        # something: without these, each ingest scanned the whole table. Partial, so the common triggers
+        # (order.fulfilled, order.delivered) add no index entry.
+        Index(
+            "ix_triggers_store_order_stoppers",
+            "store_id",
+            "order_id",
+            postgresql_where=text("type IN ('order.cancelled', 'order.refunded')"),
+            sqlite_where=text("type IN ('order.cancelled', 'order.refunded')"),
+        ),
+        Index(
+            "ix_triggers_customer_reviews",
+            "customer_id",
+            postgresql_where=text("type = 'review.submitted'"),
+            sqlite_where=text("type = 'review.submitted'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, insert, text
+from sqlalchemy import Enum, String, Table, insert, text
 from sqlalchemy.orm import Session
 
 MIN_ROWS = 50  # below this a multi-row INSERT is as cheap, and needs no second query for the ids
@@ -23,36 +23,51 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     """Insert ``rows`` (every row with the same keys, no ``id``) and return their ids, in order."""
     if not rows:
         return []
+    names = list(rows[0])
+    return insert_tuples(session, table, names, [tuple(row[n] for n in names) for row in rows])
+
+
+def insert_tuples(session: Session, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[int]:
+    """Insert ``rows``, each the values of the columns ``names`` (no ``id``) in that order; their ids, in order."""
+    if not rows:
+        return []
     connection = session.connection()
     if connection.dialect.name != "postgresql" or len(rows) < MIN_ROWS:
         statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        return list(session.execute(statement, list(rows)).scalars())
+        return list(session.execute(statement, [dict(zip(names, row, strict=True)) for row in rows]).scalars())
     ids = list(
         session.execute(
             text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
             {"table": table.name, "n": len(rows)},
         ).scalars()
     )
-    names = list(rows[0])
-    json_columns = {name for name in names if _is_json(table, name)}
+    converters = [(position, _converter(table, name)) for position, name in enumerate(names)]
+    converters = [(position, convert) for position, convert in converters if convert is not None]
     driver = connection.connection.driver_connection
     assert driver is not None
     columns = ", ".join(["id", *names])
     with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
         for row_id, row in zip(ids, rows, strict=True):
-            copy.write_row([row_id, *(_value(row[n], n in json_columns) for n in names)])
+            values = [row_id, *row]
+            for position, convert in converters:
+                value = values[position + 1]
+                if value is not None:
+                    values[position + 1] = convert(value)
+            copy.write_row(values)
     return ids
 
 
-def _value(value: Any, is_json: bool) -> Any:
-    if value is None:
-        return None
-    if is_json:
-        return json.dumps(value)
+def _enum_value(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value  # a StrEnum goes as its value, not its name
 
 
-def _is_json(table: Table, name: str) -> bool:
+def _converter(table: Table, name: str) -> Any:
+    """What a column's values need before COPY: JSON text for JSON columns, an enum's value for string columns
+    (psycopg would send an Enum's name); nothing for the rest."""
     column_type = table.c[name].type
     variant = getattr(column_type, "_variant_mapping", {}).get("postgresql", column_type)
-    return variant.__class__.__name__ in ("JSON", "JSONB")
+    if variant.__class__.__name__ in ("JSON", "JSONB"):
+        return json.dumps
+    if isinstance(variant, (String, Enum)):  # Text is a String
+        return _enum_value
+    return None

@@ -12,7 +12,7 @@ import click
 import requests
 from honcho.manager import Manager  # type: ignore[import-untyped]
 
-from hub import embedded_redis
+from hub import embedded_redis, serving
 from hub.config import Config
 from hub.migrate import upgrade
 from hub.runtime import Runtime
@@ -37,11 +37,8 @@ def run(config: Config, *, port: int, workers: int, demo: bool) -> None:
     }
     python = shlex.quote(sys.executable)
     manager = Manager()
-    manager.add_process(
-        "web",
-        f"{python} -m gunicorn 'hub.app:create_app()' --bind 127.0.0.1:{port} --workers 2 --no-control-socket",
-        env=env,
-    )
+    web = serving.gunicorn_args(f"127.0.0.1:{port}")  # the same settings as `hub web` and the Procfile
+    manager.add_process("web", shlex.join([sys.executable, "-m", "gunicorn", *web]), env=env)
     manager.add_process("worker", f"{python} -m hub worker --count {workers}", env=env)
     manager.add_process("dispatcher", f"{python} -m hub dispatch", env=env)
     if demo:

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from hub.models import Action, Customer, Trigger
 from hub.runtime import Runtime
@@ -235,7 +235,10 @@ def test_a_large_batch_is_written_whole_with_repeats_answered(api: Api, rt: Runt
         assert actions[action_id]["trigger_id"] == result["trigger_id"]
         assert actions[action_id]["order_id"] == str(result["index"])
         assert actions[action_id]["target"]["email"] == f"c{result['index']}@example.com"
+        assert actions[action_id]["state"] == "pending"  # COPY wrote the enum's value, not its name
     assert counts(rt) == (120, 120, 116)
+    with rt.db.session() as session:
+        assert set(session.scalars(text("SELECT DISTINCT state FROM actions"))) == {"pending"}
 
 
 def test_a_trigger_stored_concurrently_between_the_check_and_the_write_is_a_duplicate(
