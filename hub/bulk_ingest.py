@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from hub import flows, pgcopy
 from hub.caches import StoreConfigCache
 from hub.db import any_of
-from hub.models import Action, ActionState, Actor, Customer, Store, Trigger
+from hub.models import Action, ActionState, Actor, Customer, Store, Trigger, table_of
 from schemas.triggers import ORDER_STOPPERS, BulkTriggerIn
 
 _item_schema = BulkTriggerIn()  # valid items take its compiled fast path (TriggerIn.load)
@@ -317,7 +317,7 @@ def _insert_triggers(session: Session, triggers: list[flows.NewTrigger]) -> dict
     of them in between, the savepoint goes and a multi-row INSERT ... ON CONFLICT DO NOTHING does it."""
     if not triggers:
         return {}
-    table = Trigger.__table__
+    table = table_of(Trigger)
     rows = [flows.columns_of(t, table, skip=("id",)) for t in triggers]
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql" and len(rows) >= pgcopy.MIN_ROWS:
@@ -375,7 +375,7 @@ def _write_customers(session: Session, store_id: int, given: list[dict[str, Any]
         for name in flows.IDENTITY_FIELDS:
             if customer.get(name):
                 values[name].add(customer[name])
-    table = Customer.__table__
+    table = table_of(Customer)
     columns = [table.c[k] for k in ("id", *flows.CUSTOMER_FIELDS)]
     existing: dict[int, dict[str, Any]] = {}
     for name, wanted in values.items():

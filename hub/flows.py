@@ -31,6 +31,7 @@ from hub.models import (
     Store,
     Suppression,
     Trigger,
+    table_of,
 )
 from hub.stores import event_name
 from schemas.events import event_payload
@@ -61,8 +62,8 @@ if TYPE_CHECKING:  # typed as the ORM rows they stand in for: they have the same
     NewAction = Action
     NewTrigger = Trigger
 else:
-    NewAction = _plain_row("NewAction", Action.__table__)
-    NewTrigger = _plain_row("NewTrigger", Trigger.__table__)
+    NewAction = _plain_row("NewAction", table_of(Action))
+    NewTrigger = _plain_row("NewTrigger", table_of(Trigger))
 
 
 R = TypeVar("R")
@@ -144,7 +145,7 @@ def ingest(
         created_at=datetime.now(UTC),
     )
     trigger.id = session.execute(
-        insert_trigger_statement(session.get_bind().dialect.name), columns_of(trigger, Trigger.__table__, skip=("id",))
+        insert_trigger_statement(session.get_bind().dialect.name), columns_of(trigger, table_of(Trigger), skip=("id",))
     ).scalar()
     if trigger.id is None:
         # The same trigger arrived concurrently and won the race: answer with what it created.
@@ -191,7 +192,7 @@ def _look_ahead_statement(fields: tuple[str, ...], with_order: bool, dialect: st
     built once: building a statement costs more Python than running it."""
     store_id, key, order_id = bindparam("store_id"), bindparam("key"), bindparam("order_id")
     given = {k: bindparam(k) for k in fields}
-    table = Customer.__table__
+    table = table_of(Customer)
     found = (
         select(*(table.c[k] for k in ("id", *CUSTOMER_FIELDS)))
         .where(_customer_match(store_id, given, fields))
@@ -252,7 +253,7 @@ def _look_ahead(session: Session, store_id: int, key: str, customer: dict[str, A
 def write_customer(session: Session, store_id: int, stored: dict[str, Any] | None, given: dict[str, Any]) -> int:
     """Create the customer, or update what the trigger says differently; the customer's id."""
     values = {k: given[k] for k in CUSTOMER_FIELDS if given.get(k)}
-    table = Customer.__table__
+    table = table_of(Customer)
     now = datetime.now(UTC)
     if stored is None:
         return session.execute(  # type: ignore[no-any-return]
@@ -264,7 +265,7 @@ def write_customer(session: Session, store_id: int, stored: dict[str, Any] | Non
     return stored["id"]  # type: ignore[no-any-return]
 
 
-_INSERT_CUSTOMER = insert(Customer.__table__).returning(Customer.__table__.c.id)
+_INSERT_CUSTOMER = insert(table_of(Customer)).returning(table_of(Customer).c.id)
 
 
 def store_config(session: Session, store_id: int, version: int, cache: StoreConfigCache | None) -> StoreConfig:
@@ -279,7 +280,7 @@ def store_config(session: Session, store_id: int, version: int, cache: StoreConf
 
 def load_store_config(session: Session, store_id: int, version: int) -> StoreConfig:
     integrations = {}
-    table = Integration.__table__
+    table = table_of(Integration)
     for row in session.execute(
         select(*(c for c in table.c if c.key != "credentials")).where(
             table.c.store_id == store_id, table.c.state != IntegrationState.DISCONNECTED
@@ -293,7 +294,7 @@ def load_store_config(session: Session, store_id: int, version: int) -> StoreCon
     ).all()
     steps: dict[int, list[StepConfig]] = {}
     if flow_rows:
-        step_table = FlowStep.__table__
+        step_table = table_of(FlowStep)
         for row in session.execute(
             select(step_table)
             .where(step_table.c.flow_id.in_([f.id for f in flow_rows]))
@@ -365,8 +366,8 @@ def build_actions(
 def action_defaults() -> dict[str, Any]:
     """The model's scalar column defaults, which a Core insert (unlike the ORM) would not fill in."""
     return {
-        c.key: c.default.arg  # type: ignore[union-attr]
-        for c in Action.__table__.c
+        c.key: c.default.arg  # type: ignore[union-attr,attr-defined]
+        for c in table_of(Action).c
         if c.default is not None and c.default.is_scalar and c.key not in ("created_at", "updated_at")
     }
 
@@ -375,7 +376,7 @@ def insert_actions(session: Session, actions: Sequence[Action | NewAction]) -> N
     """Write new actions in one statement (COPY, or a multi-row INSERT ... RETURNING) and give them their ids."""
     if not actions:
         return
-    table = Action.__table__
+    table = table_of(Action)
     now = datetime.now(UTC)
     defaults = action_defaults().items()
     for action in actions:
@@ -398,7 +399,7 @@ def columns_of(instance: Any, table: Any, skip: tuple[str, ...] = ()) -> dict[st
 def insert_trigger_statement(dialect: str) -> Any:
     """INSERT ... ON CONFLICT (store_id, dedupe_key) DO NOTHING RETURNING id, on PostgreSQL and SQLite alike:
     a trigger that lost a race returns no row."""
-    table = Trigger.__table__
+    table = table_of(Trigger)
     statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
     return statement.on_conflict_do_nothing(index_elements=["store_id", "dedupe_key"]).returning(
         table.c.id, table.c.dedupe_key
