@@ -1,0 +1,51 @@
+"""The benchmark still works: a smoke-size run of every figure, whose figures are not judged (docs/performance.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _reachable(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _reachable(5432), reason="the benchmark measures against PostgreSQL")
+def test_a_smoke_run_of_the_benchmark_measures_every_figure_and_delivers_every_event(tmp_path: Path) -> None:
+    out = tmp_path / "smoke.json"
+    env = {**os.environ, "BENCH_REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")}
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--size", "smoke", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    results = json.loads(out.read_text())
+    assert {"ceiling", "P1", "P2", "P3", "P4", "P5", "P6"} <= results.keys()
+    for figure in ("P1", "P2"):
+        done = results[figure]
+        # Every due action delivered and recorded once, and the platform saw every idempotency key.
+        assert done["delivered"] == done["attempts_recorded"] == done["platform_saw_keys"] == done["events"]
+    assert results["P2"]["requests"] < results["P2"]["events"]  # the bulk platform took them in batches
+    assert results["P3"]["events"] > 0 and results["P3"]["p50_ms"] > 0
+    assert results["P4"]["rows"] > 0 and all(
+        results["P4"][name] > 0 for name in ("events_page_p95_ms", "stats_30_days_p95_ms")
+    )
+    assert results["P5"]["requests_per_second"] > 0 and results["P5"]["bulk_triggers_per_second"] > 0
+    assert results["P6"]["worker_peak_rss_mb"] > 0
+    assert "P1" in run.stdout and "ratio_to_ceiling" in run.stdout  # the table is printed
