@@ -71,7 +71,7 @@ class Base(DeclarativeBase):
 class ActionState(enum.StrEnum):
     PENDING = "pending"  # waiting for run_at
     HELD = "held"  # waiting for the integration to be usable again
-    QUEUED = "queued"  # claimed by a dispatcher, job in Redis, under lease
+    QUEUED = "queued"  # claimed, job without a lease token in Redis: written by earlier versions only
     SENDING = "sending"  # claimed by a worker, under lease
     DELIVERED = "delivered"
     CANCELLED = "cancelled"
