@@ -314,7 +314,9 @@ class Attempt(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     http_status: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
-    request: Mapped[dict[str, Any]] = mapped_column(default=dict)  # as sent, secrets redacted
+    # As sent, secrets redacted. json, not jsonb, on PostgreSQL: written once per event, read back whole, never
+    # searched inside, and jsonb would parse every record on insert (migration 0007).
+    request: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     response: Mapped[str | None] = mapped_column(Text)  # truncated
     next_attempt_at: Mapped[datetime | None]
 
