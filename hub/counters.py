@@ -8,7 +8,7 @@ so a counter is exactly as committed as the change it counts.
 A trigger never updates a counter row: it appends signed rows (+1 for the row's new key, −1 for its old
 one), so two workers delivering for the same store and hour never wait on each other or deadlock. On
 PostgreSQL the triggers are per statement (one grouped INSERT per UPDATE of a whole batch; a claim that only
-moves pending → queued nets to nothing and writes nothing); SQLite has only row triggers, guarded by a WHEN
+moves pending → sending nets to nothing and writes nothing); SQLite has only row triggers, guarded by a WHEN
 that compares the keys. ``compact`` folds the appended rows into one settled row per key; the dispatcher
 runs it every minute. A key's count is always the sum of its rows, settled or not.
 
@@ -100,7 +100,7 @@ POSTGRESQL = [
        FOR EACH STATEMENT EXECUTE FUNCTION action_counts_delete()""",
 ]
 
-# Only a change of key counts (store_id never changes); a claim (pending → queued) fires nothing.
+# Only a change of key counts (store_id never changes); a claim (pending → sending) fires nothing.
 _CHANGED = " OR ".join(
     f"({old}) IS NOT ({new})"
     for old, new in zip(_key("OLD", SQLITE_HOUR)[1:], _key("NEW", SQLITE_HOUR)[1:], strict=True)

@@ -1,10 +1,11 @@
 """Deliver claimed actions: guards, connector, HTTP, classification, attempt + state together.
 
-A job carries a batch of action ids. The worker claims them (queued → sending, one lease token for
-the batch), decides and sends each in turn over one pooled HTTP session, then writes every attempt
-and every new state of the batch in one transaction. Transitions stay conditional on the state and
-the lease token; those that find the action moved on (its lease ran out and another worker took it)
-are not applied, and the attempts are recorded all the same.
+A job carries a batch of action ids and the lease token under which the dispatcher claimed them (straight
+into ``sending``). The worker reads those still under that token (a job without one, from an earlier
+version, claims its queued actions first), decides and sends each in turn over one pooled HTTP session,
+then writes every attempt and every new state of the batch in one transaction. Transitions stay
+conditional on the state and the lease token; those that find the action moved on (its lease ran out
+and another claim took it) are not applied, and the attempts are recorded all the same.
 
 A connector that declares ``batch_size > 1`` gets the job's actions of one integration in as few
 requests as its limits allow (``connectors.base.plan_batches``) whenever there are two or more of
@@ -109,10 +110,14 @@ class Target:
         return self.bucket + ":batch"  # platforms limit their bulk endpoints apart from the single one
 
 
-def deliver_batch(rt: Runtime, action_ids: list[int]) -> dict[str, int]:
-    """Deliver the queued actions among ``action_ids``; the ones another worker holds are left alone."""
+def deliver_batch(rt: Runtime, action_ids: list[int], lease: str | None = None) -> dict[str, int]:
+    """Deliver the actions among ``action_ids`` still sending under ``lease`` (without one: the queued ones, which
+    this worker claims); those that moved on or that another claim holds are left alone."""
     with rt.db.transaction() as session:
-        lease, actions = outbox.claim_for_delivery(session, action_ids, rt.config.lease_seconds)
+        if lease is not None:
+            actions = outbox.read_for_delivery(session, action_ids, lease, rt.config.lease_seconds)
+        else:
+            lease, actions = outbox.claim_for_delivery(session, action_ids, rt.config.lease_seconds)
         if not actions:
             return {}
         actions.sort(key=lambda a: a.id)

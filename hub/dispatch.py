@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from connectors import registry
 from hub import outbox
@@ -29,27 +29,30 @@ def job_size(rt: Runtime, app: str | None) -> int:
 
 
 def enqueue(rt: Runtime, claimed: Iterable[outbox.Claimed], *, at_front: bool = False) -> int:
-    """One job per integration and batch of ids. Returns the number of jobs."""
-    groups: dict[int | None, list[int]] = defaultdict(list)
+    """One job per integration, lease and batch of ids; a job carries its ids and their lease token. Returns the
+    number of jobs."""
+    groups: dict[tuple[int | None, str | None], list[int]] = defaultdict(list)
     apps: dict[int | None, str | None] = {}
     for item in claimed:
-        groups[item.integration_id].append(item.id)
+        groups[(item.integration_id, item.lease)].append(item.id)
         apps.setdefault(item.integration_id, item.app)
-    batches: list[list[int]] = []
-    for integration_id, ids in groups.items():
+    jobs: list[tuple[Any, ...]] = []
+    for (integration_id, lease), ids in groups.items():
         size = job_size(rt, apps[integration_id])
-        batches.extend(ids[i : i + size] for i in range(0, len(ids), size))
+        jobs.extend((ids[i : i + size], lease) if lease else (ids[i : i + size],) for i in range(0, len(ids), size))
     if at_front:
-        for ids in batches:
-            rt.queue.enqueue(DELIVER_JOB, ids, job_timeout=JOB_TIMEOUT, at_front=True, result_ttl=60, failure_ttl=86400)
-    elif batches:
+        for args in jobs:
+            rt.queue.enqueue(
+                DELIVER_JOB, *args, job_timeout=JOB_TIMEOUT, at_front=True, result_ttl=60, failure_ttl=86400
+            )
+    elif jobs:
         rt.queue.enqueue_many(
             [
-                rt.queue.prepare_data(DELIVER_JOB, (ids,), timeout=JOB_TIMEOUT, result_ttl=60, failure_ttl=86400)
-                for ids in batches
+                rt.queue.prepare_data(DELIVER_JOB, args, timeout=JOB_TIMEOUT, result_ttl=60, failure_ttl=86400)
+                for args in jobs
             ]
         )
-    return len(batches)
+    return len(jobs)
 
 
 def dispatch_once(rt: Runtime) -> int:

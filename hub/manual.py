@@ -91,11 +91,11 @@ def _send_now(rt: Runtime, session: Session, actions: list[Action]) -> list[Acti
     """Store the actions and hand them straight to a worker (the fast path, not the dispatcher's poll)."""
     session.add_all(actions)
     session.flush()
-    claimed = [
-        outbox.Claimed(a.id, a.integration_id)
+    leases = {
+        a.id: outbox.claim_one(session, a.id, rt.config.lease_seconds) if a.state == ActionState.PENDING else None
         for a in actions
-        if a.state == ActionState.PENDING and outbox.claim_one(session, a.id, rt.config.lease_seconds)
-    ]
+    }
+    claimed = [outbox.Claimed(a.id, a.integration_id, lease=leases[a.id]) for a in actions if leases[a.id]]
     session.commit()
     if claimed:
         try:

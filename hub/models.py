@@ -77,7 +77,7 @@ def table_of(model: type[Base]) -> Table:
 class ActionState(enum.StrEnum):
     PENDING = "pending"  # waiting for run_at
     HELD = "held"  # waiting for the integration to be usable again
-    QUEUED = "queued"  # claimed by a dispatcher, job in Redis, under lease
+    QUEUED = "queued"  # claimed, job without a lease token in Redis: written by earlier versions only
     SENDING = "sending"  # claimed by a worker, under lease
     DELIVERED = "delivered"
     CANCELLED = "cancelled"
@@ -338,7 +338,9 @@ class Attempt(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     http_status: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
-    request: Mapped[dict[str, Any]] = mapped_column(default=dict)  # as sent, secrets redacted
+    # As sent, secrets redacted. json, not jsonb, on PostgreSQL: written once per event, read back whole, never
+    # searched inside, and jsonb would parse every record on insert (migration 0007).
+    request: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     response: Mapped[str | None] = mapped_column(Text)  # truncated
     next_attempt_at: Mapped[datetime | None]
 

@@ -1,9 +1,10 @@
 """Steering the outbox: send now, delay, cancel, restore and replay, on one action or a batch of them.
 
-Every change is a conditional UPDATE from the states the operation may leave (``ALLOWED``), so an action a
-worker has already claimed (queued, sending) is never changed under it, and a cancelled action is never sent:
-the worker's own claim (queued → sending) finds it gone. Single operations answer 404 for an id of another
-store and 409, naming the current state, for an action in the wrong state.
+Every change is a conditional UPDATE from the states the operation may leave (``ALLOWED``), so an action
+already claimed for delivery (sending; queued from earlier versions) is never changed under it, and a cancelled
+action is never sent: claims take only pending actions (and queued ones of an earlier version's jobs).
+Single operations answer 404 for an id of another store and 409, naming the current state, for an action in
+the wrong state.
 """
 
 from __future__ import annotations
@@ -129,12 +130,13 @@ def apply(
             )
         )
     elif operation == "send_now":
+        lease = outbox.new_lease()
         rows = session.execute(
             _update(scope, at)
             .values(
-                state=ActionState.QUEUED,
+                state=ActionState.SENDING,
                 run_at=at,
-                lease_token=outbox.new_lease(),
+                lease_token=lease,
                 lease_expires_at=at + timedelta(seconds=rt.config.lease_seconds),
                 bulk_operation_id=bulk_operation_id,
                 ignore_quiet_hours=True,  # the merchant's explicit choice (hub.quiet)
@@ -142,7 +144,7 @@ def apply(
             .returning(Action.id, Action.integration_id)
         ).all()
         done.moved = [r.id for r in rows]
-        done.claimed = [outbox.Claimed(r.id, r.integration_id) for r in rows]
+        done.claimed = [outbox.Claimed(r.id, r.integration_id, lease=lease) for r in rows]
     elif operation == "delay":
         done.moved = _delay(session, scope, params, at, bulk_operation_id)
     elif operation == "restore":
@@ -152,10 +154,13 @@ def apply(
         done.moved = list(done.created)
         details["new_action_ids"] = [copy.id for copy in done.created.values()]
         if single:
+            leases = {
+                copy.id: outbox.claim_one(session, copy.id, rt.config.lease_seconds) for copy in done.created.values()
+            }
             done.claimed = [
-                outbox.Claimed(copy.id, copy.integration_id)
+                outbox.Claimed(copy.id, copy.integration_id, lease=leases[copy.id])
                 for copy in done.created.values()
-                if outbox.claim_one(session, copy.id, rt.config.lease_seconds)
+                if leases[copy.id]
             ]
     elif operation == "replay":
         fresh: dict[str, Any] = {
@@ -168,10 +173,11 @@ def apply(
             "bulk_operation_id": bulk_operation_id,
             "run_at": at,
         }
+        lease = outbox.new_lease()
         if single:  # the fast path, like Send now
             fresh.update(
-                state=ActionState.QUEUED,
-                lease_token=outbox.new_lease(),
+                state=ActionState.SENDING,
+                lease_token=lease,
                 lease_expires_at=at + timedelta(seconds=rt.config.lease_seconds),
             )
         else:  # the dispatcher takes them in its stride
@@ -179,7 +185,7 @@ def apply(
         rows = session.execute(_update(scope, at).values(**fresh).returning(Action.id, Action.integration_id)).all()
         done.moved = [r.id for r in rows]
         if single:
-            done.claimed = [outbox.Claimed(r.id, r.integration_id) for r in rows]
+            done.claimed = [outbox.Claimed(r.id, r.integration_id, lease=lease) for r in rows]
     else:
         raise ValueError(f"unknown operation {operation!r}")
     audit.record(session, store_id, actor, operation, done.moved, details=details, bulk_operation_id=bulk_operation_id)

@@ -1,10 +1,15 @@
 """The outbox state machine. Every transition is a conditional UPDATE whose row count is checked.
 
-    pending ──claim_due──► queued ──claim_for_delivery──► sending ──► delivered | failed | skipped
-       ▲                     │  (lease expired: re-claimed)   │
-       └──── retry ──────────┴────────────────────────────────┤
-    held ◄── credentials rejected / integration paused ───────┘
+    pending ──claim_due / claim_one──► sending ──► delivered | failed | skipped
+       ▲                                   │  (lease expired: claimed again, a new token)
+       └──── retry ────────────────────────┤
+    held ◄── credentials rejected / integration paused
     pending | held ──cancel──► cancelled
+
+A claim moves actions straight to ``sending`` under a lease token that travels in the rq job with the ids;
+the worker reads its batch by ids, state and token (``read_for_delivery``) without writing, and every outcome
+is conditional on the same token. ``queued`` is left from earlier versions (jobs that carry no token):
+``claim_for_delivery`` still takes those, and the lost-lease scan still covers them.
 
 Claims use FOR UPDATE SKIP LOCKED on PostgreSQL; on SQLite (which has no row locks and silently
 drops SKIP LOCKED) the same conditional UPDATE runs alone, since SQLite serialises writers.
@@ -62,6 +67,7 @@ class Claimed:
     id: int
     integration_id: int | None
     app: str | None = None  # lets the dispatcher size jobs for connectors that send in batches
+    lease: str | None = None  # the claim's lease token, handed to the worker in the job
 
 
 def _due(at: datetime):  # type: ignore[no-untyped-def]
@@ -74,7 +80,8 @@ def _lease_lost(at: datetime):  # type: ignore[no-untyped-def]
 
 
 def claim_due(db: Database, limit: int, lease_seconds: float, at: datetime | None = None) -> list[Claimed]:
-    """Claim up to ``limit`` due actions for the dispatcher: state → queued, under a fresh lease.
+    """Claim up to ``limit`` due actions for the dispatcher: state → sending, under a fresh lease whose token
+    goes into the jobs. The lease covers the wait in the queue and the delivery (``lease_seconds``).
 
     Lost leases first, then pending actions soonest first: two statements, each served by its own partial
     index (ix_actions_leased, ix_actions_due), in one transaction.
@@ -98,7 +105,7 @@ def claim_due(db: Database, limit: int, lease_seconds: float, at: datetime | Non
                 update(Action)
                 .where(picked, condition)
                 .values(
-                    state=ActionState.QUEUED,
+                    state=ActionState.SENDING,
                     lease_token=token,
                     lease_expires_at=at + timedelta(seconds=lease_seconds),
                     updated_at=at,
@@ -106,30 +113,61 @@ def claim_due(db: Database, limit: int, lease_seconds: float, at: datetime | Non
                 .returning(Action.id, Action.integration_id, Action.app)
                 .execution_options(synchronize_session=False)
             ).all()
-            claimed.extend(Claimed(row.id, row.integration_id, row.app) for row in rows)
+            claimed.extend(Claimed(row.id, row.integration_id, row.app, token) for row in rows)
     return claimed
 
 
-def claim_one(session: Session, action_id: int, lease_seconds: float) -> bool:
-    """The fast path ("Send now", manual test events): pending → queued without waiting for the dispatcher."""
+def claim_one(session: Session, action_id: int, lease_seconds: float) -> str | None:
+    """The fast path ("Send now", manual test events): pending → sending without waiting for the dispatcher.
+    Returns the lease token for the job, or None when the action was no longer pending."""
     at = now()
+    token = new_lease()
     result = session.execute(
         update(Action)
         .where(Action.id == action_id, Action.state == ActionState.PENDING)
         .values(
-            state=ActionState.QUEUED,
+            state=ActionState.SENDING,
             run_at=at,
-            lease_token=new_lease(),
+            lease_token=token,
             lease_expires_at=at + timedelta(seconds=lease_seconds),
             updated_at=at,
         )
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return token if result.rowcount == 1 else None  # type: ignore[attr-defined]
+
+
+def read_for_delivery(session: Session, ids: list[int], lease: str, lease_seconds: float) -> list[Row[Any]]:
+    """A worker reads the actions of its job that are still its own: in ``sending`` under the job's lease token,
+    the lease not run out. A read, not a write: the claim that put them there is the dispatcher's.
+
+    An action whose lease ran out is left to the lost-lease scan (a dispatcher claims it again under a new
+    token). When the lease has less than half of ``lease_seconds`` left (the job waited long in the queue),
+    it is extended first, conditionally on state and token, so the delivery has time to finish under it.
+    """
+    at = now()
+    mine = (id_in(session, ids), Action.state == ActionState.SENDING, Action.lease_token == lease)
+    rows = session.execute(
+        select(*CLAIMED_COLUMNS, Action.lease_expires_at).where(*mine, Action.lease_expires_at > at)
+    ).all()
+    if any(_aware(row.lease_expires_at) < at + timedelta(seconds=lease_seconds / 2) for row in rows):
+        rows = session.execute(
+            update(Action)
+            .where(*mine, Action.lease_expires_at > at)
+            .values(lease_expires_at=at + timedelta(seconds=lease_seconds), updated_at=at)
+            .returning(*CLAIMED_COLUMNS, Action.lease_expires_at)
+            .execution_options(synchronize_session=False)
+        ).all()
+    return list(rows)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)  # SQLite keeps no zone
 
 
 def claim_for_delivery(session: Session, ids: list[int], lease_seconds: float) -> tuple[str, list[Row[Any]]]:
-    """A worker takes queued actions: queued → sending under its own lease token.
+    """A worker takes queued actions (a job without a lease token, enqueued by an earlier version):
+    queued → sending under its own lease token.
 
     Returns the token and, for each action it got, what delivery needs (one round trip, no ORM objects).
     An action claimed twice (a job re-enqueued after its lease ran out) is taken by one worker only.

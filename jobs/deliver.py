@@ -5,5 +5,5 @@ from __future__ import annotations
 from hub import delivery, runtime
 
 
-def deliver(action_ids: list[int]) -> dict[str, int]:
-    return delivery.deliver_batch(runtime.current(), action_ids)
+def deliver(action_ids: list[int], lease: str | None = None) -> dict[str, int]:
+    return delivery.deliver_batch(runtime.current(), action_ids, lease)

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from connectors.http import redact
 from connectors.klaviyo import KlaviyoConnector
-from hub import delivery
+from hub import delivery, outbox
 from hub.dispatch import dispatch_once, enqueue
 from hub.flows import new_event_action
 from hub.models import Action, Attempt, Integration, Store
@@ -344,3 +344,73 @@ def test_an_action_whose_lease_was_taken_while_sending_keeps_its_new_owners_stat
     assert (rows[second].state, rows[second].reason_code) == ("pending", "retrying")
     assert (rows[third].state, rows[third].reason_text) == ("failed", "HTTP 400: invalid: Bad email")
     assert sorted(a.action_id for a in attempts(rt)) == [first, second, third]  # recorded all the same
+
+
+# -- the dispatcher's lease travels in the job -------------------------------------------------------
+
+
+def test_the_dispatcher_claims_straight_into_sending_and_the_job_carries_the_lease(rt: Runtime, tenant: Tenant) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    ids = add_actions(rt, tenant, integration_id, customers(3))
+
+    assert dispatch_once(rt) == 3
+
+    rows = actions(rt)
+    assert {a.state for a in rows} == {"sending"}
+    [lease] = {a.lease_token for a in rows}
+    [job] = rt.queue.get_jobs()
+    assert job.args == (ids, lease)
+
+
+@responses.activate
+def test_a_job_sends_none_of_the_actions_claimed_again_under_a_newer_lease(rt: Runtime, tenant: Tenant) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    first, second, third = add_actions(rt, tenant, integration_id, customers(3))
+    dispatch_once(rt)
+    with rt.db.transaction() as session:  # its lease ran out while the job waited, and a dispatcher took it again
+        session.execute(update(Action).where(Action.id == first).values(lease_token="newer-claim"))
+    posted = responses.post(BULK_URL, status=202)
+
+    run_worker(rt)
+
+    assert [len(bulk_entries(c)) for c in posted.calls] == [2]
+    rows = {a.id: a for a in actions(rt)}
+    assert (rows[first].state, rows[first].lease_token, rows[first].attempt_count) == ("sending", "newer-claim", 0)
+    assert (rows[second].state, rows[third].state) == ("delivered", "delivered")
+    assert sorted(a.action_id for a in attempts(rt)) == [second, third]
+
+
+@responses.activate
+def test_a_job_whose_lease_ran_out_in_the_queue_sends_nothing_and_the_next_claim_delivers(
+    rt: Runtime, tenant: Tenant
+) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    add_actions(rt, tenant, integration_id, customers(2))
+    dispatch_once(rt)
+    with rt.db.transaction() as session:
+        session.execute(update(Action).values(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    posted = responses.post(BULK_URL, status=202)
+
+    run_worker(rt)
+    assert not posted.calls and {a.state for a in actions(rt)} == {"sending"}
+
+    assert dispatch_once(rt) == 2  # the lost-lease scan
+    run_worker(rt)
+    assert len(posted.calls) == 1 and {a.state for a in actions(rt)} == {"delivered"}
+
+
+def test_a_job_that_waited_long_in_the_queue_extends_its_lease_before_delivering(rt: Runtime, tenant: Tenant) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    ids = add_actions(rt, tenant, integration_id, customers(2))
+    dispatch_once(rt)
+    [lease] = {a.lease_token for a in actions(rt)}
+    soon = datetime.now(UTC) + timedelta(seconds=5)
+    with rt.db.transaction() as session:
+        session.execute(update(Action).values(lease_expires_at=soon))
+
+    with rt.db.transaction() as session:
+        rows = outbox.read_for_delivery(session, ids, lease, rt.config.lease_seconds)
+
+    assert sorted(r.id for r in rows) == ids
+    assert all(a.lease_expires_at > soon + timedelta(seconds=rt.config.lease_seconds / 2) for a in actions(rt))
+    assert {(a.state, a.lease_token) for a in actions(rt)} == {("sending", lease)}

@@ -218,7 +218,7 @@ def test_a_manual_test_event_is_delivered_without_the_dispatcher(api: Api, rt: R
     api.post("/api/v1/integrations", json={"app": "sandbox"})
     sent = api.post("/api/v1/integrations/sandbox/test-events", json={"target": {"email": "qa@example.com"}})
     assert sent.status_code == 202, sent.json
-    assert sent.json["trigger"] == "manual" and sent.json["state"] == "queued"
+    assert sent.json["trigger"] == "manual" and sent.json["state"] == "sending"
 
     run_worker(rt)  # no dispatch_once: the fast path enqueued it already
 

@@ -268,7 +268,7 @@ def test_send_now_delivers_a_pending_action_without_waiting_for_its_time(
     sandbox(api)
     action = pending_action(api)
     answer = api.post(f"/api/v1/actions/{action['id']}/send-now")
-    assert answer.status_code == 202 and answer.json["state"] == "queued"
+    assert answer.status_code == 202 and answer.json["state"] == "sending"
     run_worker(rt)  # no dispatcher round: it went to the front of the queue
     assert api.get(f"/api/v1/actions/{action['id']}").json["state"] == "delivered"
     assert [e["operation"] for e in api.get(f"/api/v1/actions/{action['id']}/audit").json["data"]] == ["send_now"]

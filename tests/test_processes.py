@@ -10,10 +10,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from rq import Worker
 from sqlalchemy import func, select
 
 from connectors.http import HttpClient
@@ -163,11 +165,14 @@ def test_a_killed_workers_action_is_claimed_again_after_its_lease_and_delivered(
     api: Api, rt: Runtime, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(rt.__dict__, "http", HttpClient(allow_private=True))  # the receiver is on 127.0.0.1
+    monkeypatch.setattr(rt, "config", replace(rt.config, lease_seconds=3))  # the dispatcher's claim sets the lease
     seed(rt, api, receiver.url, 1)
     receiver.hang.set()
-    dispatch_once(rt)
     worker = spawn(rt, "worker", "--count", "1", HUB_LEASE_SECONDS="3")
     try:
+        # Claimed once the worker listens, so the short lease is not spent waiting for the process to start.
+        assert wait_until(lambda: bool(Worker.all(connection=rt.redis)), timeout=30), "the worker never started"
+        dispatch_once(rt)
         assert receiver.arrived.wait(30), "the worker never called the platform"
         worker.send_signal(signal.SIGKILL)  # dies mid-delivery, holding the action under its lease
         worker.wait(10)
