@@ -339,7 +339,7 @@ class Attempt(Base):
     http_status: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     # As sent, secrets redacted. json, not jsonb, on PostgreSQL: written once per event, read back whole, never
-    # searched inside, and jsonb would parse every record on insert (migration 0007).
+    # searched inside, and jsonb would parse every record on insert (migration 0008).
     request: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     response: Mapped[str | None] = mapped_column(Text)  # truncated
     next_attempt_at: Mapped[datetime | None]

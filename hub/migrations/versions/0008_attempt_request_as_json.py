@@ -1,7 +1,7 @@
 """attempt records as json, not jsonb, on PostgreSQL
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-11-30 14:20:00
 
 An attempt's request record is written once (COPY, one row per event delivered) and read back whole; nothing
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0007"
-down_revision: str | Sequence[str] | None = "0006"
+revision: str = "0008"
+down_revision: str | Sequence[str] | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
