@@ -9,6 +9,7 @@ import pytest
 import responses
 from sqlalchemy import event, select, update
 
+from hub.api.actions import event_status
 from hub.models import Action
 from hub.runtime import Runtime
 from tests.conftest import Api, make_tenant, run_worker
@@ -367,3 +368,20 @@ def test_sent_events_rows_show_the_last_attempts_latency_and_status_read_in_one_
     detail = api.get(f"/api/v1/actions/{ids[0]}").json["attempt_log"]
     assert [a["http_status"] for a in detail] == [503, 202]  # the row showed the last of the two
     assert len([s for s in statements if "FROM attempts" in s]) == 1
+
+
+@pytest.mark.parametrize(
+    ("state", "attempts", "shown"),
+    [
+        ("pending", 0, "pending"),
+        ("sending", 0, "sending"),
+        ("pending", 1, "retrying"),
+        ("sending", 2, "retrying"),  # claimed again by the dispatcher for its next try
+        ("delivered", 2, "delivered"),
+        ("failed", 8, "failed"),
+    ],
+)
+def test_the_events_view_shows_an_action_tried_before_and_waiting_or_in_flight_again_as_retrying(
+    state: str, attempts: int, shown: str
+) -> None:
+    assert event_status(Action(state=state, attempt_count=attempts)) == shown

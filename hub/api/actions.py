@@ -24,7 +24,8 @@ SENT_STATES = ("sending", "delivered", "failed")
 
 
 def event_status(action: Action) -> str:
-    if action.state in ("pending", "queued") and action.attempt_count:
+    """The Events view's result: an action that was tried before and is waiting or being sent again is retrying."""
+    if action.state in ("pending", "queued", "sending") and action.attempt_count:
         return "retrying"
     return action.state
 
