@@ -91,7 +91,7 @@ def list_events(query: dict[str, Any]) -> Any:
         or_(Action.state.in_(SENT_STATES), Action.attempt_count > 0)
     )
     if query.get("status") == "retrying":
-        statement = statement.where(Action.state.in_(("pending", "queued")), Action.attempt_count > 0)
+        statement = statement.where(Action.state.in_(("pending", "queued", "sending")), Action.attempt_count > 0)
     elif query.get("status"):
         statement = statement.where(Action.state == query["status"])
     rows, cursor = page(statement, query)
