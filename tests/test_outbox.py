@@ -12,6 +12,7 @@ from sqlalchemy import event, select, update
 from hub.api.actions import event_status
 from hub.models import Action
 from hub.runtime import Runtime
+from schemas.actions import EventPage
 from tests.conftest import Api, make_tenant, run_worker
 from tests.test_delivery import HOOK_URL, connect_webhook, deliver_round
 
@@ -341,6 +342,11 @@ def test_sent_events_rows_show_the_last_attempts_latency_and_status_read_in_one_
         session.execute(update(Action).values(run_at=NOW + timedelta(days=1)))  # none due but the one made so
     set_state(rt, ids[0], run_at=datetime.now(UTC))
     deliver_round(rt)  # a 503: retried later
+    retrying = api.get("/api/v1/events").json
+    assert [(r["status"], r["last_status"]) for r in retrying["data"]] == [("retrying", 503)]
+    assert retrying["data"][0]["next_attempt_at"] is not None
+    # The page is built without marshmallow: it must be exactly what the documented schema would dump.
+    assert EventPage().dump(EventPage().load(retrying)) == retrying
     with rt.db.transaction() as session:
         session.execute(update(Action).where(Action.id.in_(ids[:3])).values(run_at=datetime.now(UTC)))
     deliver_round(rt)  # ids[3] was never tried: not in Sent
@@ -352,7 +358,8 @@ def test_sent_events_rows_show_the_last_attempts_latency_and_status_read_in_one_
 
     event.listen(rt.db.engine, "before_cursor_execute", seen)
     try:
-        rows = api.get("/api/v1/events").json["data"]
+        answer = api.get("/api/v1/events", query_string={"limit": 2}).json
+        rows = answer["data"] + api.get("/api/v1/events", query_string={"cursor": answer["next_cursor"]}).json["data"]
     finally:
         event.remove(rt.db.engine, "before_cursor_execute", seen)
     assert [r["id"] for r in rows] == ids[2::-1]
@@ -367,7 +374,8 @@ def test_sent_events_rows_show_the_last_attempts_latency_and_status_read_in_one_
         assert last["duration_ms"] >= 0 and last["at"]
     detail = api.get(f"/api/v1/actions/{ids[0]}").json["attempt_log"]
     assert [a["http_status"] for a in detail] == [503, 202]  # the row showed the last of the two
-    assert len([s for s in statements if "FROM attempts" in s]) == 1
+    assert len([s for s in statements if "FROM attempts" in s]) == 2  # one per page
+    assert EventPage().dump(EventPage().load(answer)) == answer
 
 
 @pytest.mark.parametrize(

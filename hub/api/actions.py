@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from flask import jsonify
 from flask_smorest import Blueprint, abort
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, defer
@@ -21,9 +23,23 @@ blp.before_request(authenticate)
 
 # Sent → Events shows events that went out or were tried; what only waits is in the Queue.
 SENT_STATES = ("sending", "delivered", "failed")
+EVENT_COLUMNS = (
+    Action.id,
+    Action.delivered_at,
+    Action.updated_at,
+    Action.event_name,
+    Action.app,
+    Action.target,
+    Action.trigger,
+    Action.state,
+    Action.attempt_count,
+    Action.last_status,
+    Action.reason_text,
+    Action.run_at,
+)
 
 
-def event_status(action: Action) -> str:
+def event_status(action: Any) -> str:
     """The Events view's result: an action that was tried before and is waiting or being sent again is retrying."""
     if action.state in ("pending", "queued", "sending") and action.attempt_count:
         return "retrying"
@@ -79,7 +95,15 @@ def last_attempts(session: Session, action_ids: list[int]) -> dict[int, dict[str
         select(Attempt.action_id, Attempt.started_at, Attempt.duration_ms, Attempt.http_status, Attempt.outcome)
         .where(Attempt.id.in_(newest.scalar_subquery()))
     )  # fmt: skip
-    return {row.action_id: row._asdict() for row in found}
+    return {
+        row.action_id: {
+            "at": _iso(row.started_at),
+            "duration_ms": row.duration_ms,
+            "http_status": row.http_status,
+            "outcome": row.outcome,
+        }
+        for row in found
+    }
 
 
 @blp.route("/events", methods=["GET"])
@@ -94,23 +118,39 @@ def list_events(query: dict[str, Any]) -> Any:
         statement = statement.where(Action.state.in_(("pending", "queued", "sending")), Action.attempt_count > 0)
     elif query.get("status"):
         statement = statement.where(Action.state == query["status"])
-    rows, cursor = page(statement, query)
+    if query.get("cursor"):
+        statement = statement.where(Action.id < query["cursor"])
+    # Plain rows of the columns shown, and JSON built here rather than through marshmallow: on a page of 50
+    # that halves the call. tests/test_outbox.py checks the answer is exactly what EventPage would dump.
+    rows = (
+        db_session()
+        .execute(statement.with_only_columns(*EVENT_COLUMNS).order_by(Action.id.desc()).limit(query["limit"] + 1))
+        .all()
+    )
+    cursor = encode_cursor(rows[query["limit"] - 1].id) if len(rows) > query["limit"] else None
+    rows = rows[: query["limit"]]
     last = last_attempts(db_session(), [a.id for a in rows if a.attempt_count])
-    data = [
-        {
-            "id": a.id,
-            "date": a.delivered_at or a.updated_at,
-            "event": a.event_name,
-            "app": a.app,
-            "target": a.target,
-            "trigger": a.trigger,
-            "status": event_status(a),
-            "attempts": a.attempt_count,
-            "last_status": a.last_status,
-            "reason_text": a.reason_text,
-            "next_attempt_at": a.run_at if event_status(a) == "retrying" else None,
-            "last_attempt": last.get(a.id),
-        }
-        for a in rows
-    ]
-    return {"data": data, "next_cursor": cursor}
+    data = []
+    for a in rows:
+        status = event_status(a)
+        data.append(
+            {
+                "id": a.id,
+                "date": _iso(a.delivered_at or a.updated_at),
+                "event": a.event_name,
+                "app": a.app,
+                "target": a.target,
+                "trigger": a.trigger,
+                "status": status,
+                "attempts": a.attempt_count,
+                "last_status": a.last_status,
+                "reason_text": a.reason_text,
+                "next_attempt_at": _iso(a.run_at) if status == "retrying" else None,
+                "last_attempt": last.get(a.id),
+            }
+        )
+    return jsonify({"data": data, "next_cursor": cursor})
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
