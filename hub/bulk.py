@@ -27,6 +27,7 @@ from hub import audit, operations, queries
 from hub.models import Action, ActionState, BulkOperation
 from hub.operations import BULK_ALLOWED, OperationError
 from hub.outbox import new_lease, now
+from schemas.common import MAX_ID
 from schemas.filters import ActionFilter
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ def applicable(operation: str, at: datetime) -> tuple[ColumnElement[bool], ...]:
 def check_ids(session: Session, store_id: int, ids: list[int]) -> None:
     """Every id must be an action of this store: another store's ids are as unknown as made-up ones."""
     found: set[int] = set()
-    wanted = sorted({i for i in ids if i <= operations.MAX_BIGINT})
+    wanted = sorted({i for i in ids if i <= MAX_ID})
     for chunk in _chunks(wanted):
         found.update(session.scalars(select(Action.id).where(Action.store_id == store_id, Action.id.in_(chunk))))
     missing = sorted(set(ids) - found)
@@ -207,7 +208,7 @@ def next_chunk(session: Session, op: BulkOperation, after: int) -> list[int]:
         *queries.conditions(op.store_id, f),
         *applicable(op.operation, now()),
         Action.id > after,
-        Action.id <= op.params.get("max_id", operations.MAX_BIGINT),
+        Action.id <= op.params.get("max_id", MAX_ID),
     )
     return list(session.scalars(statement.order_by(Action.id).limit(CHUNK)))
 
@@ -376,7 +377,7 @@ def _job_alive(rt: Runtime, name: str) -> bool:
 
 def find(session: Session, store_id: int, operation_id: int) -> BulkOperation:
     op = None
-    if 0 < operation_id <= operations.MAX_BIGINT:
+    if 0 < operation_id <= MAX_ID:
         op = session.scalars(
             select(BulkOperation).where(BulkOperation.id == operation_id, BulkOperation.store_id == store_id)
         ).first()

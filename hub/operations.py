@@ -23,13 +23,13 @@ from hub import audit, outbox
 from hub.dispatch import enqueue
 from hub.flows import hold_reason, idempotency_key
 from hub.models import Action, ActionState, Actor, Integration, IntegrationState
+from schemas.common import MAX_ID
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-MAX_BIGINT = 2**63 - 1
 
 P, H = ActionState.PENDING, ActionState.HELD
 ALLOWED: dict[str, tuple[ActionState, ...]] = {
@@ -79,7 +79,7 @@ class Applied:
 
 def find(session: Session, store_id: int, action_id: int) -> Action:
     action = None
-    if 0 < action_id <= MAX_BIGINT:  # larger ids cannot exist; asking would overflow the integer type
+    if 0 < action_id <= MAX_ID:  # larger ids cannot exist; asking would overflow the integer type
         action = session.scalars(select(Action).where(Action.id == action_id, Action.store_id == store_id)).first()
     if action is None:
         raise OperationError(404, f"No action {action_id} in this store.")

@@ -38,20 +38,31 @@ class PageQuery(ma.Schema):
     cursor = Cursor(load_default=None, metadata={"description": "next_cursor of the previous page"})
 
 
-def encode_cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"v1:{last_id}".encode()).decode().rstrip("=")
+MAX_ID = 2**63 - 1  # ids are 64-bit integers: a larger one cannot exist, and asking would overflow the column
+
+
+def encode_cursor(*position: int, version: str = "v1") -> str:
+    """An opaque cursor for a keyset position (the last row's id, or its sort key and id)."""
+    text = ":".join((version, *map(str, position)))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_position(cursor: str, version: str = "v1", limits: tuple[int, ...] = (MAX_ID,)) -> tuple[int, ...]:
+    """The keyset position in a cursor, each part within 0..limit. Raises ValidationError for anything we did
+    not issue."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        found, *parts = text.split(":")
+        position = tuple(int(part) for part in parts)
+        if found != version or len(position) != len(limits):
+            raise ValueError
+        if not all(0 <= part <= limit for part, limit in zip(position, limits, strict=True)):
+            raise ValueError
+        return position
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ma.ValidationError("Not a valid cursor.") from None
 
 
 def decode_cursor(cursor: str) -> int:
     """The last id of the previous page. Raises ValidationError for anything we did not issue."""
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        version, _, value = text.partition(":")
-        if version != "v1":
-            raise ValueError
-        last_id = int(value)
-        if not 0 <= last_id < 2**63:
-            raise ValueError
-        return last_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ma.ValidationError("Not a valid cursor.") from None
+    return decode_position(cursor)[0]

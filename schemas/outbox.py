@@ -10,7 +10,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from schemas.actions import AttemptOut
-from schemas.common import PageQuery
+from schemas.common import MAX_ID, PageQuery, decode_position, encode_cursor
 from schemas.filters import ActionFilter, ActionFilterQuery, CommaList
 
 QUEUE_STATES = ("pending", "held")
@@ -23,28 +23,12 @@ MAX_DELAY_DAYS = 365
 class QueueCursor(fields.String):
     """The Queue's keyset cursor: the (run_at, id) of the last row, opaque."""
 
-    def _deserialize(self, value: object, attr: str | None, data: object, **kwargs: object) -> tuple[float, int]:  # type: ignore[override]
-        import base64
-        import binascii
-
-        text = str(super()._deserialize(value, attr, data, **kwargs))
-        try:
-            decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-            version, at, last_id = decoded.split(":")
-            if version != "q1":
-                raise ValueError
-            position = (int(at), int(last_id))
-            if not (0 <= position[0] < 2**53 and 0 <= position[1] < 2**63):
-                raise ValueError
-            return position  # type: ignore[return-value]
-        except (ValueError, binascii.Error, UnicodeDecodeError):
-            raise ma.ValidationError("Not a valid cursor.") from None
+    def _deserialize(self, value: object, attr: str | None, data: object, **kwargs: object) -> tuple[int, ...]:  # type: ignore[override]
+        return decode_position(str(super()._deserialize(value, attr, data, **kwargs)), "q1", (2**53 - 1, MAX_ID))
 
 
 def encode_queue_cursor(at_micros: int, last_id: int) -> str:
-    import base64
-
-    return base64.urlsafe_b64encode(f"q1:{at_micros}:{last_id}".encode()).decode().rstrip("=")
+    return encode_cursor(at_micros, last_id, version="q1")
 
 
 class QueueQuery(ActionFilter):
@@ -136,7 +120,7 @@ class EmptyIn(ma.Schema):
 class BulkIn(ma.Schema):
     operation = fields.String(required=True, validate=validate.OneOf(OPERATIONS))
     ids = fields.List(
-        fields.Integer(validate=validate.Range(min=1, max=2**63 - 1)), validate=validate.Length(min=1, max=MAX_IDS)
+        fields.Integer(validate=validate.Range(min=1, max=MAX_ID)), validate=validate.Length(min=1, max=MAX_IDS)
     )
     filter = fields.Nested(ActionFilter)
     dry_run = fields.Boolean(load_default=False)
@@ -267,8 +251,8 @@ class AuditPage(ma.Schema):
 
 class AuditQuery(PageQuery):
     operation = fields.String(validate=validate.Length(min=1, max=32))
-    action_id = fields.Integer(validate=validate.Range(min=1, max=2**63 - 1))
-    bulk_operation_id = fields.Integer(validate=validate.Range(min=1, max=2**63 - 1))
+    action_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
+    bulk_operation_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
 
 
 class QuietHoursTiming(ma.Schema):

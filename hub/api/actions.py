@@ -12,11 +12,10 @@ from sqlalchemy.orm import Session, defer
 
 from hub import queries
 from hub.api import authenticate, current_store, db_session
+from hub.api.paging import cut, keyset
 from hub.models import Action, Attempt
 from schemas.actions import ActionDetailOut, ActionPage, ActionsQuery, EventPage, EventsQuery
-from schemas.common import encode_cursor
-
-MAX_BIGINT = 2**63 - 1
+from schemas.common import MAX_ID
 
 blp = Blueprint("actions", __name__, description="The outbox: actions and the events sent.")
 blp.before_request(authenticate)
@@ -47,14 +46,9 @@ def event_status(action: Any) -> str:
 
 
 def page(statement: Select[tuple[Action]], query: dict[str, Any]) -> tuple[list[Action], str | None]:
-    """Keyset pagination, newest first: stable while new actions arrive."""
-    if query.get("cursor"):
-        statement = statement.where(Action.id < query["cursor"])
-    statement = statement.options(defer(Action.payload))  # lists never show the event snapshot
-    rows = list(db_session().scalars(statement.order_by(Action.id.desc()).limit(query["limit"] + 1)))
-    more = len(rows) > query["limit"]
-    rows = rows[: query["limit"]]
-    return rows, (encode_cursor(rows[-1].id) if more and rows else None)
+    """A page of Action objects, without the event snapshot (lists never show it)."""
+    rows = db_session().scalars(keyset(statement.options(defer(Action.payload)), Action.id, query)).all()
+    return cut(list(rows), query["limit"])
 
 
 @blp.route("/actions", methods=["GET"])
@@ -72,7 +66,7 @@ def list_actions(query: dict[str, Any]) -> Any:
 @blp.alt_response(404, description="No such action in this store")
 def get_action(action_id: int) -> Any:
     """One action with every attempt: the request as sent (secrets redacted) and the platform's answer."""
-    if action_id > MAX_BIGINT:  # no such row can exist; asking the database would overflow its integer type
+    if action_id > MAX_ID:  # no such row can exist; asking the database would overflow its integer type
         abort(404, message=f"No action {action_id} in this store.")
     session = db_session()
     action = session.scalars(
@@ -118,17 +112,10 @@ def list_events(query: dict[str, Any]) -> Any:
         statement = statement.where(Action.state.in_(("pending", "queued", "sending")), Action.attempt_count > 0)
     elif query.get("status"):
         statement = statement.where(Action.state == query["status"])
-    if query.get("cursor"):
-        statement = statement.where(Action.id < query["cursor"])
     # Plain rows of the columns shown, and JSON built here rather than through marshmallow: on a page of 50
     # that halves the call. tests/test_outbox.py checks the answer is exactly what EventPage would dump.
-    rows = (
-        db_session()
-        .execute(statement.with_only_columns(*EVENT_COLUMNS).order_by(Action.id.desc()).limit(query["limit"] + 1))
-        .all()
-    )
-    cursor = encode_cursor(rows[query["limit"] - 1].id) if len(rows) > query["limit"] else None
-    rows = rows[: query["limit"]]
+    found = db_session().execute(keyset(statement.with_only_columns(*EVENT_COLUMNS), Action.id, query)).all()
+    rows, cursor = cut(list(found), query["limit"])
     last = last_attempts(db_session(), [a.id for a in rows if a.attempt_count])
     data = []
     for a in rows:

@@ -10,9 +10,10 @@ from sqlalchemy import select
 from hub import bulk
 from hub.api import authenticate, current_actor, current_store, db_session, runtime
 from hub.api.outbox import rows
+from hub.api.paging import page_of
 from hub.models import BulkOperation
 from hub.operations import OperationError
-from schemas.common import PageQuery, encode_cursor
+from schemas.common import PageQuery
 from schemas.outbox import BulkIn, BulkOut, BulkPage, UploadFile, UploadIn
 
 blp = Blueprint("bulk", __name__, description="Operations over many actions at once.")
@@ -104,12 +105,8 @@ def upload(data: dict[str, Any], files: dict[str, Any]) -> Any:
 @blp.response(200, BulkPage)
 def list_operations(query: dict[str, Any]) -> Any:
     statement = select(BulkOperation).where(BulkOperation.store_id == current_store().id)
-    if query.get("cursor"):
-        statement = statement.where(BulkOperation.id < query["cursor"])
-    found = list(db_session().scalars(statement.order_by(BulkOperation.id.desc()).limit(query["limit"] + 1)))
-    more = len(found) > query["limit"]
-    found = found[: query["limit"]]
-    return {"data": [present(op) for op in found], "next_cursor": encode_cursor(found[-1].id) if more else None}
+    found = page_of(statement, BulkOperation, query)
+    return {**found, "data": [present(op) for op in found["data"]]}
 
 
 @blp.route("/bulk-operations/<int:operation_id>", methods=["GET"])

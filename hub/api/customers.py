@@ -9,8 +9,9 @@ from sqlalchemy import or_, select
 
 from hub import customers
 from hub.api import authenticate, current_store, db_session
+from hub.api.paging import page_of
 from hub.models import Customer, Suppression
-from schemas.common import PageQuery, encode_cursor
+from schemas.common import PageQuery
 from schemas.outbox import (
     CustomerPage,
     CustomersQuery,
@@ -24,15 +25,6 @@ blp = Blueprint("customers", __name__, description="Customers, their timeline an
 blp.before_request(authenticate)
 
 
-def _page(statement: Any, model: Any, query: dict[str, Any]) -> dict[str, Any]:
-    if query.get("cursor"):
-        statement = statement.where(model.id < query["cursor"])
-    found = list(db_session().scalars(statement.order_by(model.id.desc()).limit(query["limit"] + 1)))
-    more = len(found) > query["limit"]
-    found = found[: query["limit"]]
-    return {"data": found, "next_cursor": encode_cursor(found[-1].id) if more and found else None}
-
-
 @blp.route("/customers", methods=["GET"])
 @blp.arguments(CustomersQuery, location="query")
 @blp.response(200, CustomerPage)
@@ -44,7 +36,7 @@ def list_customers(query: dict[str, Any]) -> Any:
         statement = statement.where(
             or_(Customer.email == value, Customer.phone == value, Customer.external_id == query["q"].strip())
         )
-    return _page(statement, Customer, query)
+    return page_of(statement, Customer, query)
 
 
 @blp.route("/customers/<int:customer_id>/timeline", methods=["GET"])
@@ -61,7 +53,7 @@ def customer_timeline(customer_id: int) -> Any:
 @blp.arguments(PageQuery, location="query")
 @blp.response(200, SuppressionPage)
 def list_suppressions(query: dict[str, Any]) -> Any:
-    return _page(select(Suppression).where(Suppression.store_id == current_store().id), Suppression, query)
+    return page_of(select(Suppression).where(Suppression.store_id == current_store().id), Suppression, query)
 
 
 @blp.route("/suppressions", methods=["POST"])

@@ -10,9 +10,10 @@ from sqlalchemy import select
 from hub import integrations as service
 from hub import manual
 from hub.api import authenticate, current_store, db_session, runtime
+from hub.api.paging import page_of
 from hub.models import Integration, IntegrationState, SandboxRequest
 from schemas.actions import ActionList, ActionOut
-from schemas.common import PageQuery, encode_cursor
+from schemas.common import PageQuery
 from schemas.integrations import (
     IntegrationIn,
     IntegrationList,
@@ -136,9 +137,4 @@ def post_samples(data: dict[str, Any], app: str) -> Any:
 def list_sandbox_requests(query: dict[str, Any]) -> Any:
     """What the built-in sandbox app received and answered, newest first."""
     statement = select(SandboxRequest).where(SandboxRequest.store_id == current_store().id)
-    if query["cursor"]:
-        statement = statement.where(SandboxRequest.id < query["cursor"])
-    rows = db_session().scalars(statement.order_by(SandboxRequest.id.desc()).limit(query["limit"] + 1)).all()
-    more = len(rows) > query["limit"]
-    rows = rows[: query["limit"]]
-    return {"data": rows, "next_cursor": encode_cursor(rows[-1].id) if more else None}
+    return page_of(statement, SandboxRequest, query)

@@ -12,9 +12,9 @@ from hub import audit, operations, queries
 from hub import explain as explanation
 from hub.api import authenticate, current_actor, current_store, db_session, runtime
 from hub.api.actions import page
+from hub.api.paging import page_of
 from hub.models import Action, AuditEntry, Flow
 from schemas.actions import ActionOut
-from schemas.common import encode_cursor
 from schemas.outbox import (
     AuditPage,
     AuditQuery,
@@ -191,9 +191,4 @@ def audit_log(query: dict[str, Any]) -> Any:
     for name in ("operation", "action_id", "bulk_operation_id"):
         if query.get(name):
             statement = statement.where(getattr(AuditEntry, name) == query[name])
-    if query.get("cursor"):
-        statement = statement.where(AuditEntry.id < query["cursor"])
-    found = list(db_session().scalars(statement.order_by(AuditEntry.id.desc()).limit(query["limit"] + 1)))
-    more = len(found) > query["limit"]
-    found = found[: query["limit"]]
-    return {"data": found, "next_cursor": encode_cursor(found[-1].id) if more and found else None}
+    return page_of(statement, AuditEntry, query)
