@@ -570,20 +570,27 @@ def _ingest_client(url: str, token: str, seconds: float, worker: int, counter: A
         counter.value += n
 
 
-def drive(url: str, token: str, seconds: float, clients: int = 4) -> float:
+def run_clients(target: Callable[..., None], url: str, token: str, seconds: float, clients: int) -> tuple[int, float]:
+    """Client processes started together against ``url`` for ``seconds``: what they counted, and how long the
+    last of them took from the start signal."""
     counter = multiprocessing.Value("i", 0)
     start = multiprocessing.Event()
     processes = [
-        multiprocessing.Process(target=_ingest_client, args=(url, token, seconds, i, counter, start))
-        for i in range(clients)
+        multiprocessing.Process(target=target, args=(url, token, seconds, i, counter, start)) for i in range(clients)
     ]
     for p in processes:
         p.start()
     time.sleep(0.5)
+    began = time.perf_counter()
     start.set()
     for p in processes:
         p.join()
-    return counter.value / seconds  # type: ignore[no-any-return]
+    return counter.value, time.perf_counter() - began
+
+
+def drive(url: str, token: str, seconds: float, clients: int = 4) -> float:
+    count, _ = run_clients(_ingest_client, url, token, seconds, clients)
+    return count / seconds
 
 
 # The same gunicorn settings for the ceiling and the hub: production's (hub.serving, which the Procfile, `hub web`
@@ -641,21 +648,8 @@ def _bulk_client(url: str, token: str, seconds: float, worker: int, counter: Any
 
 def drive_bulk(url: str, token: str, seconds: float, clients: int = 2) -> tuple[float, float]:
     """Triggers accepted per second, and the seconds it took (the last batches end after the deadline)."""
-    counter = multiprocessing.Value("i", 0)
-    start = multiprocessing.Event()
-    processes = [
-        multiprocessing.Process(target=_bulk_client, args=(url, token, seconds, i, counter, start))
-        for i in range(clients)
-    ]
-    for p in processes:
-        p.start()
-    time.sleep(0.5)
-    began = time.perf_counter()
-    start.set()
-    for p in processes:
-        p.join()
-    elapsed = time.perf_counter() - began
-    return counter.value / elapsed, elapsed
+    count, elapsed = run_clients(_bulk_client, url, token, seconds, clients)
+    return count / elapsed, elapsed
 
 
 def p5(setup: Setup, seconds: float) -> dict[str, Any]:

@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import _reachable
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _reachable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _reachable(5432), reason="the benchmark measures against PostgreSQL")
+@pytest.mark.skipif(not _reachable("127.0.0.1", 5432), reason="the benchmark measures against PostgreSQL")
 def test_a_smoke_run_of_the_benchmark_measures_every_figure_and_delivers_every_event(tmp_path: Path) -> None:
     out = tmp_path / "smoke.json"
     env = {**os.environ, "BENCH_REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")}
