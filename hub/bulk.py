@@ -376,14 +376,7 @@ def _job_alive(rt: Runtime, name: str) -> bool:
 
 
 def find(session: Session, store_id: int, operation_id: int) -> BulkOperation:
-    op = None
-    if 0 < operation_id <= MAX_ID:
-        op = session.scalars(
-            select(BulkOperation).where(BulkOperation.id == operation_id, BulkOperation.store_id == store_id)
-        ).first()
-    if op is None:
-        raise OperationError(404, f"No bulk operation {operation_id} in this store.")
-    return op
+    return operations.find_in_store(session, BulkOperation, store_id, operation_id, "bulk operation")
 
 
 def undo(rt: Runtime, session: Session, store_id: int, operation_id: int, actor: str) -> tuple[BulkOperation, int]:

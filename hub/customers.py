@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.models import Action, Attempt, AuditEntry, Customer, Suppression, Trigger
-from hub.operations import OperationError
+from hub.operations import OperationError, find_in_store
 
 
 def normalise(value: str) -> str:
@@ -33,25 +33,11 @@ def suppress(session: Session, store_id: int, data: dict[str, Any]) -> Suppressi
 
 
 def unsuppress(session: Session, store_id: int, suppression_id: int) -> None:
-    row = None
-    if 0 < suppression_id < 2**31:
-        row = session.scalars(
-            select(Suppression).where(Suppression.id == suppression_id, Suppression.store_id == store_id)
-        ).first()
-    if row is None:
-        raise OperationError(404, f"No suppression {suppression_id} in this store.")
-    session.delete(row)
+    session.delete(find_in_store(session, Suppression, store_id, suppression_id, "suppression"))
 
 
 def find(session: Session, store_id: int, customer_id: int) -> Customer:
-    customer = None
-    if 0 < customer_id < 2**31:
-        customer = session.scalars(
-            select(Customer).where(Customer.id == customer_id, Customer.store_id == store_id)
-        ).first()
-    if customer is None:
-        raise OperationError(404, f"No customer {customer_id} in this store.")
-    return customer
+    return find_in_store(session, Customer, store_id, customer_id, "customer")
 
 
 def timeline(session: Session, store_id: int, customer: Customer) -> list[dict[str, Any]]:

@@ -32,7 +32,17 @@ from sqlalchemy import Row, insert, select, update
 from sqlalchemy.orm import Session
 
 from connectors import registry
-from connectors.base import Connector, Customer, Event, Outcome, OutcomeKind, SkipEvent, plan_batches, splice_of
+from connectors.base import (
+    Connector,
+    Customer,
+    Event,
+    Outcome,
+    OutcomeKind,
+    Request,
+    SkipEvent,
+    plan_batches,
+    splice_of,
+)
 from connectors.http import Recorder, TransportError, redact_text
 from hub import guards, outbox
 from hub.flows import hold_reason
@@ -220,15 +230,7 @@ def _decide(rt: Runtime, action: Row[Any], target: Target, stopped: guards.Guard
             target.wait_for_token = wait
             target.deferred += 1
             return _wait_for_token(action, target, wait + (target.deferred - 1) / target.rate, target.rate)
-    started = outbox.now()
-    clock = time.perf_counter()
-    response: requests.Response | None = None
-    error: TransportError | None = None
-    try:
-        response = rt.http.send(request)
-    except TransportError as exc:
-        error = exc
-    duration_ms = int((time.perf_counter() - clock) * 1000)
+    started, duration_ms, response, error = _send(rt, request)
     outcome = target.connector.classify(response, error)
     status = response.status_code if response is not None else None
     excerpt = scrub(response.text) if response is not None else None
@@ -257,6 +259,17 @@ def _wait_for_token(action: Row[Any], target: Target, seconds: float, rate: floa
             "reason_text": f"waiting for {target.integration.app}'s rate limit ({rate:g} requests/s)",
         },
     )
+
+
+def _send(rt: Runtime, request: Request) -> tuple[datetime, int, requests.Response | None, TransportError | None]:
+    """One call out: when it started, how long it took (ms), and the answer or the transport error."""
+    started = outbox.now()
+    clock = time.perf_counter()
+    try:
+        response = rt.http.send(request)
+    except TransportError as exc:
+        return started, int((time.perf_counter() - clock) * 1000), None, exc
+    return started, int((time.perf_counter() - clock) * 1000), response, None
 
 
 def _deliver_in_batches(rt: Runtime, actions: list[Row[Any]], target: Target) -> list[Decision]:
@@ -310,15 +323,7 @@ def _deliver_in_batches(rt: Runtime, actions: list[Row[Any]], target: Target) ->
             request = splice.build([text for _, _, text, _ in members])
         else:
             request = connector.build_batch_request([entry for _, entry, _, _ in members], settings)
-        started = outbox.now()
-        clock = time.perf_counter()
-        response: requests.Response | None = None
-        error: TransportError | None = None
-        try:
-            response = rt.http.send(request)
-        except TransportError as exc:
-            error = exc
-        duration_ms = int((time.perf_counter() - clock) * 1000)
+        started, duration_ms, response, error = _send(rt, request)
         outcomes = connector.classify_batch(response, error, len(members))
         if len(outcomes) != len(members):
             raise RuntimeError(f"{connector!r}.classify_batch gave {len(outcomes)} outcomes for {len(members)} events")

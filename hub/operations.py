@@ -13,22 +13,23 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
-from sqlalchemy import select, update
+from sqlalchemy import BigInteger, select, update
 from sqlalchemy.orm import Session
 
 from hub import audit, outbox
 from hub.dispatch import enqueue
 from hub.flows import hold_reason, idempotency_key
-from hub.models import Action, ActionState, Actor, Integration, IntegrationState
+from hub.models import Action, ActionState, Actor, Base, Integration, IntegrationState, table_of
 from schemas.common import MAX_ID
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=Base)
 
 
 P, H = ActionState.PENDING, ActionState.HELD
@@ -77,13 +78,20 @@ class Applied:
     created: dict[int, Action] = field(default_factory=dict)  # replayed with a new key: original id → new action
 
 
+def find_in_store(session: Session, model: type[M], store_id: int, row_id: int, what: str) -> M:
+    """One row of this store by id, or a 404 naming it (another store's id is as unknown as a missing one)."""
+    id_column = table_of(model).c.id
+    limit = MAX_ID if isinstance(id_column.type, BigInteger) else 2**31 - 1
+    row = None
+    if 0 < row_id <= limit:  # larger ids cannot exist; asking would overflow the integer type
+        row = session.scalars(select(model).where(id_column == row_id, table_of(model).c.store_id == store_id)).first()
+    if row is None:
+        raise OperationError(404, f"No {what} {row_id} in this store.")
+    return row
+
+
 def find(session: Session, store_id: int, action_id: int) -> Action:
-    action = None
-    if 0 < action_id <= MAX_ID:  # larger ids cannot exist; asking would overflow the integer type
-        action = session.scalars(select(Action).where(Action.id == action_id, Action.store_id == store_id)).first()
-    if action is None:
-        raise OperationError(404, f"No action {action_id} in this store.")
-    return action
+    return find_in_store(session, Action, store_id, action_id, "action")
 
 
 def check_arguments(operation: str, params: dict[str, Any]) -> None:
