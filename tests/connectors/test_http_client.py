@@ -7,6 +7,7 @@ import socket
 from typing import Any
 
 import pytest
+import requests
 
 from connectors.base import OutcomeKind, Request, default_classify
 from connectors.http import (
@@ -304,3 +305,41 @@ def test_a_recorder_gives_each_body_the_record_redact_gives_it() -> None:
         record = json.loads(recorder.text(json.dumps(body), {"batch": {"position": 3}}))
         assert record == {**json.loads(json.dumps(redact(request))), "batch": {"position": 3}}
         assert SECRET not in json.dumps(record)
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        Request(
+            "POST", "https://a.klaviyo.com/api/events", {"Authorization": "Klaviyo-API-Key pk_1"}, json={"a": [1, "é"]}
+        ),
+        Request("POST", "https://hooks.example.com/x?b=1&a=%20 2", {"content-type": "text/plain"}, data=b"raw \xff"),
+        Request("POST", "https://hooks.example.com/x", {"Content-Type": "application/vnd.api+json"}, json={"k": None}),
+        Request("post", "https://hooks.example.com/empty", {}, data=b""),
+        Request("GET", "https://bücher.example/api/accounts/", {"Accept": "application/json"}),
+        Request("DELETE", "https://hooks.example.com/x", {"User-Agent": "mine"}),
+    ],
+)
+def test_a_request_is_prepared_exactly_as_requests_prepares_it(request_: Request) -> None:
+    client = HttpClient()
+    expected = requests.PreparedRequest()
+    expected.prepare(
+        method=request_.method,
+        url=request_.url,
+        headers={**client.session.headers, **request_.headers},
+        json=request_.json if request_.data is None else None,
+        data=request_.data,
+    )
+    for _ in range(2):  # the second time from the prepared-URL cache
+        prepared = client.prepare(request_)
+        assert (prepared.method, prepared.url, prepared.body) == (expected.method, expected.url, expected.body)
+        assert dict(prepared.headers) == dict(expected.headers)
+
+
+def test_a_header_value_with_a_line_break_is_refused_before_anything_is_sent(server: LocalServer) -> None:
+    client = HttpClient(allow_private=True)
+    smuggled = Request("POST", f"{server.url}/hook", {"X-Note": "a\r\nX-Evil: 1"}, data=b"{}")
+    with pytest.raises(TransportError) as refused:
+        client.send(smuggled)
+    assert refused.value.kind == "connection"
+    assert server.received == []
