@@ -241,7 +241,8 @@ class Action(Base):
         # Partial indexes for the scans that only look at live rows: an action leaves them once it is delivered
         # (or failed, skipped, cancelled), and every update of a row adds entries only to the indexes it is in.
         Index("ix_actions_due", "run_at", **partial("state = 'pending'")),  # the dispatcher's due scan
-        Index("ix_actions_leased", "lease_expires_at", **partial("state IN ('queued', 'sending')")),  # lost leases
+        # Lost leases. Not partial on the state: a worker's own reads name state = 'sending' (migration 0009).
+        Index("ix_actions_leased", "lease_expires_at", **partial("lease_expires_at IS NOT NULL")),
         Index("ix_actions_queue", "store_id", "run_at", "id", **partial("state IN ('pending', 'held')")),  # Queue
         Index("ix_actions_store_id", "store_id", "id"),
         # Holding, releasing and disconnecting an integration only touch its pending and held actions.

@@ -147,9 +147,13 @@ def read_for_delivery(session: Session, ids: list[int], lease: str, lease_second
     """
     at = now()
     mine = (id_in(session, ids), Action.state == ActionState.SENDING, Action.lease_token == lease)
-    rows = session.execute(
-        select(*CLAIMED_COLUMNS, Action.lease_expires_at).where(*mine, Action.lease_expires_at > at)
-    ).all()
+    # The expiry is checked here rather than in SQL: a condition on lease_expires_at would draw the planner to
+    # ix_actions_leased, which holds every action in flight, instead of the primary key (migration 0009).
+    rows = [
+        row
+        for row in session.execute(select(*CLAIMED_COLUMNS, Action.lease_expires_at).where(*mine))
+        if _aware(row.lease_expires_at) > at
+    ]
     if any(_aware(row.lease_expires_at) < at + timedelta(seconds=lease_seconds / 2) for row in rows):
         rows = session.execute(
             update(Action)
@@ -235,7 +239,8 @@ def transition_many(
     columns = Action.__table__.c
     # One array parameter per column, unnested into rows: the statement's text is the same for any number of
     # actions (a VALUES list would be compiled anew with a parameter per value).
-    arrays = [bindparam("ids", [action_id for action_id, _ in changes], type_=ARRAY(BigInteger))]
+    ids = bindparam("ids", [action_id for action_id, _ in changes], type_=ARRAY(BigInteger))
+    arrays = [ids]
     arrays += [
         bindparam(f"v_{key}", [values[key] for _, values in changes], type_=ARRAY(columns[key].type)) for key in keys
     ]
@@ -246,7 +251,14 @@ def transition_many(
     )
     moved = session.scalars(
         update(Action)
-        .where(Action.id == rows.c.id, Action.state == expected, Action.lease_token == lease_token)
+        # The ids twice: as the join, and as an array the planner can take to the primary key (it cannot see into
+        # the unnest, and its statistics hardly ever count an action in flight).
+        .where(
+            Action.id == rows.c.id,
+            Action.id == any_(ids),
+            Action.state == expected,
+            Action.lease_token == lease_token,
+        )
         .values(state=state, updated_at=now(), **{key: rows.c[key] for key in keys})
         .returning(Action.id)
         .execution_options(synchronize_session=False)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import responses
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from connectors.http import redact
 from connectors.klaviyo import KlaviyoConnector
@@ -414,3 +414,38 @@ def test_a_job_that_waited_long_in_the_queue_extends_its_lease_before_delivering
     assert sorted(r.id for r in rows) == ids
     assert all(a.lease_expires_at > soon + timedelta(seconds=rt.config.lease_seconds / 2) for a in actions(rt))
     assert {(a.state, a.lease_token) for a in actions(rt)} == {("sending", lease)}
+
+
+@responses.activate
+def test_a_workers_reads_and_transitions_go_by_primary_key_however_many_actions_are_in_flight(
+    rt: Runtime, tenant: Tenant
+) -> None:
+    """Statistics taken while nothing is in flight must not lead a job to walk every leased action: the worker's
+    statements name state = 'sending', which the lease index must not offer to serve (migration 0009)."""
+    if not rt.db.is_postgresql:
+        pytest.skip("PostgreSQL's planner")
+    integration_id = connect_klaviyo(rt, tenant)
+    ids = add_actions(rt, tenant, integration_id, customers(800))
+    with rt.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("ANALYZE actions")
+    assert dispatch_once(rt) == 800  # all in flight under one lease
+    [lease] = {a.lease_token for a in actions(rt)}
+    responses.post(BULK_URL, status=202)
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if statement.startswith(("SELECT actions.id", "UPDATE actions")):
+            statements.append((statement, parameters))
+
+    event.listen(rt.db.engine, "before_cursor_execute", capture)
+    try:
+        delivery.deliver_batch(rt, ids[:100], lease)
+    finally:
+        event.remove(rt.db.engine, "before_cursor_execute", capture)
+
+    assert len(statements) == 2  # the job's read, and the one transition of its delivered actions
+    with rt.db.engine.connect() as connection:
+        for statement, parameters in statements:
+            plan = "\n".join(connection.exec_driver_sql("EXPLAIN " + statement, parameters).scalars())
+            assert "pk_actions" in plan and "ix_actions_leased" not in plan, plan
+    assert sum(a.state == "delivered" for a in actions(rt)) == 100
