@@ -65,6 +65,26 @@ def dispatch_once(rt: Runtime) -> int:
     return len(claimed)
 
 
+MIN_PAUSE = 0.01  # seconds: what is due but locked is another dispatcher's, about to be committed
+
+
+def pause(rt: Runtime) -> float:
+    """How long an idle dispatcher waits before its next round: until the next pending action comes due, and at
+    most HUB_DISPATCH_INTERVAL (actions created meanwhile, and lost leases, wait for the next round).
+
+    So a backlog scheduled for a moment goes out at that moment, not up to an interval later, without polling
+    the database many times a second. A failed look-up waits the whole interval."""
+    try:
+        next_due = outbox.next_due(rt.db)
+    except Exception:  # the round after will say what is wrong
+        log.debug("could not read when the next action is due", exc_info=True)
+        return rt.config.dispatch_interval
+    if next_due is None:
+        return rt.config.dispatch_interval
+    wait = (next_due - outbox.now()).total_seconds()
+    return min(rt.config.dispatch_interval, max(MIN_PAUSE, wait))
+
+
 HOUSEKEEPING_SECONDS = 30.0  # how often a dispatcher runs housekeeping()
 
 

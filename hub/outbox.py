@@ -117,6 +117,13 @@ def claim_due(db: Database, limit: int, lease_seconds: float, at: datetime | Non
     return claimed
 
 
+def next_due(db: Database) -> datetime | None:
+    """When the soonest pending action comes due (the first entry of ix_actions_due), or None."""
+    with db.session() as session:
+        moment = session.scalar(select(func.min(Action.run_at)).where(Action.state == ActionState.PENDING))
+    return _aware(moment) if moment is not None else None
+
+
 def claim_one(session: Session, action_id: int, lease_seconds: float) -> str | None:
     """The fast path ("Send now", manual test events): pending → sending without waiting for the dispatcher.
     Returns the lease token for the job, or None when the action was no longer pending."""

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 
-from hub.dispatch import HOUSEKEEPING_SECONDS, dispatch_once, housekeeping
+from hub.dispatch import HOUSEKEEPING_SECONDS, dispatch_once, housekeeping, pause
 from hub.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -33,5 +33,5 @@ def run(rt: Runtime, stop: threading.Event | None = None) -> None:
             log.exception("dispatch round failed; trying again")
             claimed = 0
         if claimed < rt.config.dispatch_batch:  # a full round means more is due: go again at once
-            stop.wait(rt.config.dispatch_interval)
+            stop.wait(pause(rt))
     log.info("dispatcher stopped")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,7 +10,9 @@ import pytest
 import responses
 from sqlalchemy import event, select, update
 
+from hub import outbox
 from hub.api.actions import event_status
+from hub.dispatch import MIN_PAUSE, pause
 from hub.models import Action
 from hub.runtime import Runtime
 from schemas.actions import EventPage
@@ -393,3 +396,23 @@ def test_the_events_view_shows_an_action_tried_before_and_waiting_or_in_flight_a
     state: str, attempts: int, shown: str
 ) -> None:
     assert event_status(Action(state=state, attempt_count=attempts)) == shown
+
+
+def test_an_idle_dispatcher_waits_until_the_next_action_comes_due_and_never_longer_than_its_interval(
+    api: Api, rt: Runtime
+) -> None:
+    assert pause(rt) == rt.config.dispatch_interval  # nothing pending
+
+    sandbox(api)
+    action = pending_action(api)
+    soon = datetime.now(UTC) + timedelta(seconds=2)
+    set_state(rt, action["id"], run_at=soon)
+    rt.config = replace(rt.config, dispatch_interval=60.0)
+    assert 0 < pause(rt) <= 2
+    assert abs(outbox.now() + timedelta(seconds=pause(rt)) - soon) < timedelta(seconds=1)
+
+    set_state(rt, action["id"], run_at=datetime.now(UTC) + timedelta(hours=1))
+    assert pause(rt) == 60.0  # later than the interval: the next round comes first
+
+    set_state(rt, action["id"], run_at=datetime.now(UTC) - timedelta(seconds=5))
+    assert pause(rt) == MIN_PAUSE  # due already (another dispatcher holds it): look again at once
