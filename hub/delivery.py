@@ -110,6 +110,8 @@ class Target:
     wait_for_token: float = 0.0
     batch_rate: float | None = None  # batch requests per second
     batch_burst: float | None = None
+    unanswered: int = 0  # requests in a row this job that got no answer (timeouts, refused connections)
+    retry_at: datetime | None = None  # when the last of them will be tried again
 
     @property
     def bucket(self) -> str:
@@ -141,6 +143,9 @@ def deliver_batch(rt: Runtime, action_ids: list[int], lease: str | None = None) 
     targets = {iid: _target(rt, integrations.get(iid)) for iid in integration_ids}
     decisions: list[Decision] = []
     batched: dict[int, list[Row[Any]]] = defaultdict(list)
+    # The job holds its lease for at least half of HUB_LEASE_SECONDS (read_for_delivery saw to it): what it has not
+    # sent well before then goes back to the Queue, so no lease runs out while its actions are still being sent.
+    deadline = _clock() + rt.config.lease_seconds * BUDGET_SHARE
     for action in actions:
         target = targets.get(action.integration_id) or Target(None)
         early = _before_sending(action, target, guards.first_failure(verdicts[action.id]))
@@ -148,6 +153,8 @@ def deliver_batch(rt: Runtime, action_ids: list[int], lease: str | None = None) 
             decisions.append(early)
         elif target.connector is not None and target.connector.batches:
             batched[action.integration_id].append(action)
+        elif _clock() > deadline:
+            decisions.append(_out_of_time(action))
         else:
             decisions.append(_decide(rt, action, target))
     for integration_id, group in batched.items():
@@ -222,6 +229,8 @@ def _decide(rt: Runtime, action: Row[Any], target: Target, stopped: guards.Guard
     except (KeyError, ValueError) as problem:
         return Decision(action, ActionState.FAILED, {"reason_code": "bad_configuration", "reason_text": str(problem)})
 
+    if target.unanswered >= UNANSWERED_LIMIT:
+        return _platform_unanswering(action, target)
     if target.rate:
         wait = target.wait_for_token if target.deferred else _take_token(rt, target.bucket, target.rate)
         if wait:
@@ -235,6 +244,11 @@ def _decide(rt: Runtime, action: Row[Any], target: Target, stopped: guards.Guard
     status = response.status_code if response is not None else None
     excerpt = scrub(response.text) if response is not None else None
     decision = _sent(rt, action, outcome, started, duration_ms, status, error, redact_text(request), excerpt)
+    if error is not None and error.kind in ("timeout", "connection"):
+        target.unanswered += 1
+        target.retry_at = decision.values.get("run_at")
+    else:
+        target.unanswered = 0
     log.info(
         "attempt action=%s app=%s status=%s outcome=%s duration_ms=%s",
         action.id,
@@ -246,6 +260,42 @@ def _decide(rt: Runtime, action: Row[Any], target: Target, stopped: guards.Guard
     if outcome.kind == OutcomeKind.RATE_LIMITED and target.rate:
         rt.limiter.slow_down(target.bucket)
     return decision
+
+
+BUDGET_SHARE = 0.4  # of HUB_LEASE_SECONDS: how long a job sends before it hands the rest back to the Queue
+UNANSWERED_LIMIT = 3  # requests in a row without an answer, after which a job stops calling that platform
+_clock = time.monotonic
+
+
+def _out_of_time(action: Row[Any]) -> Decision:
+    return Decision(
+        action,
+        ActionState.PENDING,
+        {
+            "run_at": outbox.now(),
+            "reason_code": "job_out_of_time",
+            "reason_text": "its delivery job ran out of time before sending it; it goes with the next round",
+        },
+    )
+
+
+def _platform_unanswering(action: Row[Any], target: Target) -> Decision:
+    """A platform that timed out (or refused the connection) UNANSWERED_LIMIT times in a row in this job: the rest
+    of its actions wait, without spending an attempt, until the last one tried is tried again, rather than each
+    waiting out a timeout in turn while the job's lease runs down."""
+    assert target.integration is not None
+    return Decision(
+        action,
+        ActionState.PENDING,
+        {
+            "run_at": target.retry_at or outbox.now(),
+            "reason_code": "platform_unanswering",
+            "reason_text": (
+                f"{target.integration.app} did not answer {target.unanswered} requests in a row; "
+                "waiting for its next try"
+            ),
+        },
+    )
 
 
 def _wait_for_token(action: Row[Any], target: Target, seconds: float, rate: float) -> Decision:

@@ -7,14 +7,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 import responses
 from sqlalchemy import select, update
 from standardwebhooks.webhooks import Webhook
 
+from hub import delivery
 from hub.dispatch import dispatch_once
-from hub.models import Action, Integration
+from hub.flows import new_event_action
+from hub.models import Action, Integration, Store
 from hub.runtime import Runtime
-from tests.conftest import Api, run_worker
+from tests.conftest import Api, Tenant, run_worker
 
 HOOK_URL = "https://hooks.example.com/tidings"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -338,3 +341,107 @@ def test_samples_need_a_target_and_a_connected_app(api: Api) -> None:
     api.post("/api/v1/integrations", json={"app": "sandbox"})
     bad = api.post("/api/v1/integrations/sandbox/samples", json={"target": {}})
     assert bad.status_code == 422 and "target" in bad.json["error"]["fields"]
+
+
+def webhook_actions(rt: Runtime, tenant: Tenant, count: int) -> list[int]:
+    now = datetime.now(UTC)
+    with rt.db.transaction() as session:
+        integration = Integration(
+            store_id=tenant.store.id,
+            app="webhook",
+            credentials=rt.box.encrypt({"signing_secret": SECRET}),
+            settings={"url": HOOK_URL},
+        )
+        session.add(integration)
+        session.flush()
+        store = session.get(Store, tenant.store.id)
+        assert store is not None
+        rows = [
+            new_event_action(
+                store,
+                integration,
+                name="Review Request",
+                event_type="review_request",
+                customer={"email": f"c{n}@example.com"},
+                properties={},
+                occurred_at=now,
+                run_at=now,
+                trigger="auto",
+            )
+            for n in range(count)
+        ]
+        session.add_all(rows)
+        session.flush()
+        return [row.id for row in rows]
+
+
+def states(rt: Runtime) -> list[tuple[str, str | None, int]]:
+    with rt.db.session() as session:
+        rows = session.execute(select(Action.state, Action.reason_code, Action.attempt_count).order_by(Action.id)).all()
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+@responses.activate
+def test_a_platform_that_stops_answering_costs_a_job_three_timeouts_and_the_rest_wait_without_an_attempt(
+    rt: Runtime, tenant: Tenant
+) -> None:
+    webhook_actions(rt, tenant, 6)
+    hook = responses.post(HOOK_URL, body=requests.ConnectTimeout("no answer"))
+
+    deliver_round(rt)
+
+    assert len(hook.calls) == 3
+    rows = states(rt)
+    assert rows[:3] == [("pending", "retrying", 1)] * 3
+    assert rows[3:] == [("pending", "platform_unanswering", 0)] * 3
+    with rt.db.session() as session:
+        run_ats = session.scalars(select(Action.run_at).order_by(Action.id)).all()
+    assert run_ats[3:] == [run_ats[2]] * 3  # they wait for the last one tried
+
+    responses.replace(responses.POST, HOOK_URL, status=202)
+    make_due(rt)
+    deliver_round(rt)
+    assert {row[0] for row in states(rt)} == {"delivered"}
+
+
+@responses.activate
+def test_an_answer_between_timeouts_starts_the_count_again(rt: Runtime, tenant: Tenant) -> None:
+    webhook_actions(rt, tenant, 6)
+    answers = iter([requests.ReadTimeout("slow"), requests.ReadTimeout("slow"), None, *[requests.ReadTimeout()] * 3])
+
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        problem = next(answers)
+        if problem is not None:
+            raise problem
+        return 202, {}, ""
+
+    responses.add_callback(responses.POST, HOOK_URL, callback=answer)
+    deliver_round(rt)
+
+    assert [row[:2] for row in states(rt)] == [
+        ("pending", "retrying"),
+        ("pending", "retrying"),
+        ("delivered", None),
+        ("pending", "retrying"),
+        ("pending", "retrying"),
+        ("pending", "retrying"),
+    ]
+
+
+@responses.activate
+def test_a_job_that_runs_out_of_time_hands_what_it_has_not_sent_back_to_the_queue(
+    rt: Runtime, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    webhook_actions(rt, tenant, 5)
+    hook = responses.post(HOOK_URL, status=202)
+    budget = rt.config.lease_seconds * delivery.BUDGET_SHARE
+    ticks = iter([0.0, 1.0, 2.0, budget + 1, budget + 2, budget + 3])  # the deadline is set at 0.0
+    monkeypatch.setattr(delivery, "_clock", lambda: next(ticks))
+
+    deliver_round(rt)
+
+    assert len(hook.calls) == 2
+    assert states(rt) == [("delivered", None, 1)] * 2 + [("pending", "job_out_of_time", 0)] * 3
+    monkeypatch.setattr(delivery, "_clock", lambda: 0.0)
+    deliver_round(rt)
+    assert {row[0] for row in states(rt)} == {"delivered"}
