@@ -160,6 +160,9 @@ class HttpClient:
             prepared = self.prepare(request)
             response = adapter.send(prepared, stream=True, timeout=self.timeout)
             _read_capped(response)
+            # An answer that names no charset (no Content-Type, or one like Klaviyo's application/vnd.api+json) is
+            # read as UTF-8: requests would otherwise guess the encoding from the bytes each time .text is read.
+            response.encoding = response.encoding or "utf-8"
         except requests.Timeout:
             raise TransportError("timeout", f"timed out talking to {host}") from None
         except requests.exceptions.InvalidURL:

@@ -343,3 +343,15 @@ def test_a_header_value_with_a_line_break_is_refused_before_anything_is_sent(ser
         client.send(smuggled)
     assert refused.value.kind == "connection"
     assert server.received == []
+
+
+def test_an_answer_that_names_no_charset_is_read_as_utf_8_without_guessing(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_guessing(self: requests.Response) -> str:
+        raise AssertionError("the encoding was guessed")
+
+    monkeypatch.setattr(requests.Response, "apparent_encoding", property(no_guessing))
+    response = HttpClient(allow_private=True).send(Request("GET", f"{server.url}/big"))
+    assert response.headers.get("Content-Type") is None
+    assert response.encoding == "utf-8" and response.text == "x" * RESPONSE_LIMIT
