@@ -45,6 +45,7 @@ class RawStatement:
         self.constants = {
             name: value for name, value in compiled.construct_params(_check=False).items() if name not in required
         }
+        self.columns: list[str] | None = None  # the result's column names, read from the first result
 
     def row(self, session: Session, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """The first row, by column name (None if there is none)."""
@@ -53,7 +54,9 @@ class RawStatement:
             found = cursor.fetchone()
             if found is None:
                 return None
-            return dict(zip([column.name for column in cursor.description], found, strict=True))
+            if self.columns is None:  # psycopg builds the description's objects anew on every call
+                self.columns = [column.name for column in cursor.description]
+            return dict(zip(self.columns, found, strict=True))
 
 
 @functools.lru_cache(maxsize=256)
