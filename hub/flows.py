@@ -23,7 +23,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    literal_column,
     or_,
     select,
     true,
@@ -35,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from hub import guards, pgcopy, pgraw, quiet
 from hub.caches import FlowConfig, StepConfig, StoreConfig, StoreConfigCache
+from hub.db import sql_literal
 from hub.models import (
     Action,
     ActionState,
@@ -241,7 +241,7 @@ def _look_ahead_statement(fields: tuple[str, ...], with_order: bool, dialect: st
         ),
         "reviewed": exists().where(
             Trigger.store_id == store_id,
-            Trigger.type == _sql_literal("review.submitted"),
+            Trigger.type == sql_literal("review.submitted"),
             Trigger.customer_id.in_(select(Customer.id).where(_customer_match(store_id, given, fields))),
         ),
     }
@@ -249,13 +249,13 @@ def _look_ahead_statement(fields: tuple[str, ...], with_order: bool, dialect: st
         checks["stopped_orders"] = exists().where(
             Trigger.store_id == store_id,
             Trigger.order_id == order_id,
-            Trigger.type.in_([_sql_literal(t) for t in ORDER_STOPPERS]),
+            Trigger.type.in_([sql_literal(t) for t in ORDER_STOPPERS]),
         )
         checks["duplicates"] = exists().where(
             Action.store_id == store_id,
             Action.order_id == order_id,
-            Action.state.in_([_sql_literal(state) for state in guards.LIVE_STATES]),
-            Action.trigger == _sql_literal("auto"),
+            Action.state.in_([sql_literal(state) for state in guards.LIVE_STATES]),
+            Action.trigger == sql_literal("auto"),
         )
     ids: list[Any] = []
     if dialect == "postgresql":  # ids for what ingest will write, so it can write it all in one statement
@@ -271,13 +271,6 @@ def _look_ahead_statement(fields: tuple[str, ...], with_order: bool, dialect: st
         *found.c,
         *ids,
     ).select_from(anchor.outerjoin(found, true()))
-
-
-def _sql_literal(value: str) -> Any:
-    """A constant written into the statement's text rather than sent as a parameter. The driver prepares the
-    look-ahead, and PostgreSQL's generic plan for it can only use a partial index whose predicate the text itself
-    implies (``type = 'review.submitted'``, ``type IN ('order.cancelled', 'order.refunded')``, migration 0007)."""
-    return literal_column("'" + str(value).replace("'", "''") + "'")
 
 
 def _sequence(model: type[Any]) -> str:
