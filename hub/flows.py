@@ -7,7 +7,7 @@ import hashlib
 import json
 import operator
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -161,8 +161,9 @@ def ingest(
     )
     if postgresql:
         # Ids were taken in the look-ahead: the customer, the trigger and its actions are written together below.
-        trigger.customer_id = front.customer["id"] if front.customer else front.new_customer_id
-        trigger.id = front.new_trigger_id
+        customer_id = front.customer["id"] if front.customer else front.new_customer_id
+        assert customer_id is not None and front.new_trigger_id is not None
+        trigger.customer_id, trigger.id = customer_id, front.new_trigger_id
     else:
         trigger.customer_id = write_customer(session, store.id, front.customer, customer_in)
         trigger.id = session.execute(
@@ -289,10 +290,11 @@ def _look_ahead(session: Session, store_id: int, key: str, customer: dict[str, A
     params.update({k: customer[k] for k in fields})
     if order_id:
         params["order_id"] = order_id
+    row: Mapping[str, Any] | None
     if session.get_bind().dialect.name == "postgresql":
         row = _look_ahead_raw(fields, bool(order_id)).row(session, params)
     else:
-        row = session.execute(_look_ahead_statement(fields, bool(order_id), "sqlite"), params).one()._mapping
+        row = dict(session.execute(_look_ahead_statement(fields, bool(order_id), "sqlite"), params).one()._mapping)
     assert row is not None  # the anchor makes one row
     concerns = {name: bool(row[name]) if name in row else False for name in guards.LOOKUPS}
     stored = {k: row[k] for k in ("id", *CUSTOMER_FIELDS)} if row["id"] is not None else None
