@@ -616,9 +616,50 @@ def run_clients(target: Callable[..., None], url: str, token: str, seconds: floa
     return counter.value, time.perf_counter() - began
 
 
-def drive(url: str, token: str, seconds: float, clients: int = 4) -> float:
-    count, _ = run_clients(_ingest_client, url, token, seconds, clients)
-    return count / seconds
+@dataclass
+class Load:
+    """What a run of client processes got through, and the CPU each side used for it."""
+
+    count: int  # requests (single) or triggers accepted (bulk)
+    seconds: float
+    server_cpu: float  # the gunicorn processes
+    postgres_cpu: float  # PostgreSQL's backends for the bench's database
+    client_cpu: float  # the client processes themselves
+
+    def per_item_us(self) -> dict[str, int | None]:
+        def per(cpu: float) -> int | None:
+            return round(cpu / self.count * 1e6) if self.count else None
+
+        return {
+            "server_cpu_us": per(self.server_cpu),
+            "postgres_cpu_us": per(self.postgres_cpu),
+            "client_cpu_us": per(self.client_cpu),
+        }
+
+
+def measured(
+    target: Callable[..., None],
+    url: str,
+    token: str,
+    seconds: float,
+    clients: int,
+    server_pid: int,
+    database: str | None,
+) -> Load:
+    """run_clients, with the CPU used meanwhile by the server, by PostgreSQL and by the clients (these CPU
+    figures move much less than the rates on a shared machine)."""
+    server = descendants(server_pid)
+    pg_before = {pid: cpu_seconds([pid]) for pid in postgres_pids(database)}
+    before = cpu_seconds(server), _children_cpu()
+    count, elapsed = run_clients(target, url, token, seconds, clients)
+    after = cpu_seconds(server), _children_cpu()
+    # Backends the server opened during the run count from zero; one that ended meanwhile is not counted.
+    pg = sum(cpu_seconds([pid]) - pg_before.get(pid, 0.0) for pid in postgres_pids(database))
+    return Load(count, elapsed, after[0] - before[0], pg, after[1] - before[1])
+
+
+def drive(url: str, token: str, seconds: float, server_pid: int, database: str | None, clients: int = 4) -> Load:
+    return measured(_ingest_client, url, token, seconds, clients, server_pid, database)
 
 
 # The same gunicorn settings for the ceiling and the hub: production's (hub.serving, which the Procfile, `hub web`
@@ -631,7 +672,8 @@ def p5_gunicorn_args(app: str, port: int) -> list[str]:
 
 
 @contextmanager
-def gunicorn(setup: Setup, app: str, env: dict[str, str]) -> Iterator[str]:
+def gunicorn(setup: Setup, app: str, env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """The app under gunicorn: its URL, and the pid of gunicorn's master (its workers are the master's children)."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", *p5_gunicorn_args(app, port)], env=env, cwd=ROOT, start_new_session=True
@@ -644,7 +686,7 @@ def gunicorn(setup: Setup, app: str, env: dict[str, str]) -> Iterator[str]:
         except requests.RequestException:
             time.sleep(0.1)
     try:
-        yield url
+        yield url, process.pid
     finally:
         stop([process])
 
@@ -674,28 +716,34 @@ def _bulk_client(url: str, token: str, seconds: float, worker: int, counter: Any
         counter.value += accepted
 
 
-def drive_bulk(url: str, token: str, seconds: float, clients: int = 2) -> tuple[float, float]:
-    """Triggers accepted per second, and the seconds it took (the last batches end after the deadline)."""
-    count, elapsed = run_clients(_bulk_client, url, token, seconds, clients)
-    return count / elapsed, elapsed
+def drive_bulk(url: str, token: str, seconds: float, server_pid: int, database: str | None, clients: int = 2) -> Load:
+    """Triggers accepted, and the seconds it took (the last batches end after the deadline)."""
+    return measured(_bulk_client, url, token, seconds, clients, server_pid, database)
 
 
 def p5(setup: Setup, seconds: float) -> dict[str, Any]:
     _, _, token = make_store(setup)
-    with gunicorn(setup, "bench.ingest_ceiling:app", {**os.environ, "BENCH_REDIS_URL": setup.redis_url}) as url:
+    env = {**os.environ, "BENCH_REDIS_URL": setup.redis_url}
+    with gunicorn(setup, "bench.ingest_ceiling:app", env) as (url, pid):
         time.sleep(0.5)
-        ceiling_rate = drive(f"{url}/ingest", token, seconds)
-    with gunicorn(setup, "hub.app:create_app()", setup.env()) as url:
+        ceiling = drive(f"{url}/ingest", token, seconds, pid, None)
+    with gunicorn(setup, "hub.app:create_app()", setup.env()) as (url, pid):
         time.sleep(0.5)
-        rate = drive(f"{url}/api/v1/triggers", token, seconds)
-        bulk_rate, _ = drive_bulk(f"{url}/api/v1/triggers/bulk", token, seconds)
+        single = drive(f"{url}/api/v1/triggers", token, seconds, pid, setup.database_name)
+        bulk = drive_bulk(f"{url}/api/v1/triggers/bulk", token, seconds, pid, setup.database_name)
+    ceiling_rate, rate = ceiling.count / seconds, single.count / seconds
     return {
         "gunicorn": " ".join(p5_gunicorn_args("APP", 0)[3:-2]),
         "ceiling_requests_per_second": round(ceiling_rate, 1),
         "requests_per_second": round(rate, 1),
         "ratio": round(rate / ceiling_rate, 2) if ceiling_rate else None,
         "bulk_batch": BULK_SIZE,
-        "bulk_triggers_per_second": round(bulk_rate, 1),
+        "bulk_triggers_per_second": round(bulk.count / bulk.seconds, 1) if bulk.seconds else 0.0,
+        # CPU per request (per trigger for bulk) of the server's processes, of PostgreSQL and of the clients, while
+        # driven: on a busy shared machine these move less than the rates. The ceiling's Redis is not counted.
+        "ceiling_cpu_us_per_request": ceiling.per_item_us(),
+        "cpu_us_per_request": single.per_item_us(),
+        "bulk_cpu_us_per_trigger": bulk.per_item_us(),
     }
 
 

@@ -7,18 +7,34 @@ import hashlib
 import json
 import operator
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import String, and_, any_, bindparam, exists, insert, literal, or_, select, true, update
+import psycopg
+from sqlalchemy import (
+    String,
+    and_,
+    any_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from hub import guards, pgcopy, quiet
+from hub import guards, pgcopy, pgraw, quiet
 from hub.caches import FlowConfig, StepConfig, StoreConfig, StoreConfigCache
+from hub.db import sql_literal
 from hub.models import (
     Action,
     ActionState,
@@ -128,28 +144,34 @@ def ingest(
     key = dedupe_key(data, header_key)
     customer_in = data["customer"]
     order_id = (data.get("order") or {}).get("id")
+    postgresql = session.get_bind().dialect.name == "postgresql"
     front = _look_ahead(session, store.id, key, customer_in, order_id)
     if front.existing_trigger is not None:
         return _existing(session, store.id, key) or _race_lost(session, store.id, key)
     config = store_config(session, store.id, front.config_version, cache)
     occurred_at = data.get("occurred_at") or datetime.now(UTC)
-    customer_id = write_customer(session, store.id, front.customer, customer_in)
     trigger = NewTrigger(
         store_id=store.id,
         type=data["type"],
         dedupe_key=key,
         order_id=order_id,
-        customer_id=customer_id,
         occurred_at=occurred_at,
         payload=json.loads(json.dumps(data, default=str)),
         created_at=datetime.now(UTC),
     )
-    trigger.id = session.execute(
-        insert_trigger_statement(session.get_bind().dialect.name), columns_of(trigger, table_of(Trigger), skip=("id",))
-    ).scalar()
-    if trigger.id is None:
-        # The same trigger arrived concurrently and won the race: answer with what it created.
-        return _race_lost(session, store.id, key)
+    if postgresql:
+        # Ids were taken in the look-ahead: the customer, the trigger and its actions are written together below.
+        customer_id = front.customer["id"] if front.customer else front.new_customer_id
+        assert customer_id is not None and front.new_trigger_id is not None
+        trigger.customer_id, trigger.id = customer_id, front.new_trigger_id
+    else:
+        trigger.customer_id = write_customer(session, store.id, front.customer, customer_in)
+        trigger.id = session.execute(
+            insert_trigger_statement("sqlite"), columns_of(trigger, table_of(Trigger), skip=("id",))
+        ).scalar()
+        if trigger.id is None:
+            # The same trigger arrived concurrently and won the race: answer with what it created.
+            return _race_lost(session, store.id, key)
 
     actions = build_actions(store, config, data, trigger)
     cancelled = stop_order(session, store.id, data["type"], trigger.order_id) if data["type"] in ORDER_STOPPERS else 0
@@ -165,7 +187,14 @@ def ingest(
         known_empty=known_empty,
         quiet_hours={store.id: config.quiet_hours},
     )
-    insert_actions(session, actions)
+    if postgresql:
+        try:
+            _write_pg(session, front.customer, customer_in, trigger, actions)
+        except psycopg.errors.UniqueViolation:
+            # The same trigger arrived concurrently and won the race: answer with what it created.
+            return _race_lost(session, store.id, key)
+    else:
+        insert_actions(session, actions)
     return Ingested(trigger=trigger, actions=actions, duplicate=False, cancelled=cancelled)
 
 
@@ -175,6 +204,8 @@ class _Front:
     existing_trigger: int | None
     customer: dict[str, Any] | None  # the customer the trigger names, as stored
     concerns: dict[str, bool]  # guard lookup → might it find something (False: it surely finds nothing)
+    new_trigger_id: int | None = None  # PostgreSQL: ids taken from the sequences for what ingest writes
+    new_customer_id: int | None = None  # (only when the customer is new)
 
 
 CUSTOMER_FIELDS = ("email", "phone", "first_name", "last_name", "external_id")
@@ -211,20 +242,26 @@ def _look_ahead_statement(fields: tuple[str, ...], with_order: bool, dialect: st
         ),
         "reviewed": exists().where(
             Trigger.store_id == store_id,
-            Trigger.type == "review.submitted",
+            Trigger.type == sql_literal("review.submitted"),
             Trigger.customer_id.in_(select(Customer.id).where(_customer_match(store_id, given, fields))),
         ),
     }
     if with_order:
         checks["stopped_orders"] = exists().where(
-            Trigger.store_id == store_id, Trigger.order_id == order_id, Trigger.type.in_(ORDER_STOPPERS)
+            Trigger.store_id == store_id,
+            Trigger.order_id == order_id,
+            Trigger.type.in_([sql_literal(t) for t in ORDER_STOPPERS]),
         )
         checks["duplicates"] = exists().where(
             Action.store_id == store_id,
             Action.order_id == order_id,
-            Action.state.in_(guards.LIVE_STATES),
-            Action.trigger == "auto",
+            Action.state.in_([sql_literal(state) for state in guards.LIVE_STATES]),
+            Action.trigger == sql_literal("auto"),
         )
+    ids: list[Any] = []
+    if dialect == "postgresql":  # ids for what ingest will write, so it can write it all in one statement
+        ids.append(func.nextval(_sequence(Trigger)).label("new_trigger_id"))
+        ids.append(case((found.c.id.is_(None), func.nextval(_sequence(Customer)))).label("new_customer_id"))
     return select(
         select(Store.config_version).where(Store.id == store_id).scalar_subquery().label("config_version"),
         select(Trigger.id)
@@ -233,7 +270,17 @@ def _look_ahead_statement(fields: tuple[str, ...], with_order: bool, dialect: st
         .label("existing_trigger"),
         *(check.label(name) for name, check in checks.items()),
         *found.c,
+        *ids,
     ).select_from(anchor.outerjoin(found, true()))
+
+
+def _sequence(model: type[Any]) -> str:
+    return f"{table_of(model).name}_id_seq"  # the sequence a serial (or bigserial) id column owns
+
+
+@functools.lru_cache(maxsize=64)
+def _look_ahead_raw(fields: tuple[str, ...], with_order: bool) -> pgraw.RawStatement:
+    return pgraw.RawStatement(_look_ahead_statement(fields, with_order, "postgresql"))
 
 
 def _look_ahead(session: Session, store_id: int, key: str, customer: dict[str, Any], order_id: str | None) -> _Front:
@@ -243,11 +290,22 @@ def _look_ahead(session: Session, store_id: int, key: str, customer: dict[str, A
     params.update({k: customer[k] for k in fields})
     if order_id:
         params["order_id"] = order_id
-    statement = _look_ahead_statement(fields, bool(order_id), session.get_bind().dialect.name)
-    row = session.execute(statement, params).one()._mapping
+    row: Mapping[str, Any] | None
+    if session.get_bind().dialect.name == "postgresql":
+        row = _look_ahead_raw(fields, bool(order_id)).row(session, params)
+    else:
+        row = dict(session.execute(_look_ahead_statement(fields, bool(order_id), "sqlite"), params).one()._mapping)
+    assert row is not None  # the anchor makes one row
     concerns = {name: bool(row[name]) if name in row else False for name in guards.LOOKUPS}
     stored = {k: row[k] for k in ("id", *CUSTOMER_FIELDS)} if row["id"] is not None else None
-    return _Front(row["config_version"] or 0, row["existing_trigger"], stored, concerns)
+    return _Front(
+        row["config_version"] or 0,
+        row["existing_trigger"],
+        stored,
+        concerns,
+        new_trigger_id=row.get("new_trigger_id"),
+        new_customer_id=row.get("new_customer_id"),
+    )
 
 
 def write_customer(session: Session, store_id: int, stored: dict[str, Any] | None, given: dict[str, Any]) -> int:
@@ -376,7 +434,14 @@ def insert_actions(session: Session, actions: Sequence[Action | NewAction]) -> N
     """Write new actions in one statement (COPY, or a multi-row INSERT ... RETURNING) and give them their ids."""
     if not actions:
         return
-    table = table_of(Action)
+    names, rows = action_rows(actions)
+    ids = pgcopy.insert_tuples(session, table_of(Action), names, rows)
+    for action, action_id in zip(actions, ids, strict=True):
+        action.id = action_id
+
+
+def action_rows(actions: Sequence[Action | NewAction]) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+    """New actions' column names (all but ``id``) and values, with the model's defaults and the times filled in."""
     now = datetime.now(UTC)
     defaults = action_defaults().items()
     for action in actions:
@@ -384,11 +449,59 @@ def insert_actions(session: Session, actions: Sequence[Action | NewAction]) -> N
             if getattr(action, name) is None:
                 setattr(action, name, value)
         action.created_at = action.updated_at = now
-    names = [c.key for c in table.c if c.key != "id"]
+    names = _action_columns()
     values_of = operator.attrgetter(*names)
-    ids = pgcopy.insert_tuples(session, table, names, [values_of(action) for action in actions])
-    for action, action_id in zip(actions, ids, strict=True):
-        action.id = action_id
+    return names, [values_of(action) for action in actions]
+
+
+@functools.cache
+def _action_columns() -> tuple[str, ...]:
+    return tuple(c.key for c in table_of(Action).c if c.key != "id")
+
+
+def _write_pg(
+    session: Session,
+    stored: dict[str, Any] | None,
+    given: dict[str, Any],
+    trigger: NewTrigger,
+    actions: Sequence[NewAction],
+) -> None:
+    """PostgreSQL: the customer (new, or what the trigger says differently), the trigger and its actions in one
+    statement (data-modifying CTEs; the foreign keys are checked at its end), with the ids the look-ahead took.
+    The actions' ids come back by idempotency key. A trigger that lost a race raises UniqueViolation."""
+    now = datetime.now(UTC)
+    parts: list[str] = []
+    params: list[Any] = []
+    values = {k: given[k] for k in CUSTOMER_FIELDS if given.get(k)}
+    customers = table_of(Customer)
+    if stored is None:
+        names = ("id", "store_id", *values, "created_at", "updated_at")
+        parts.append(pgraw.insert_values(customers, names))
+        params += [trigger.customer_id, trigger.store_id, *values.values(), now, now]
+    else:
+        changed = {k: v for k, v in values.items() if stored.get(k) != v}
+        if changed:
+            assignments = ", ".join(f"{k} = %s" for k in ("updated_at", *changed))
+            parts.append(f"UPDATE customers SET {assignments} WHERE id = %s")
+            params += [now, *changed.values(), stored["id"]]
+    triggers = table_of(Trigger)
+    trigger_columns = tuple(c.key for c in triggers.c)
+    parts.append(pgraw.insert_values(triggers, trigger_columns))
+    params += pgraw.values(triggers, trigger_columns, [getattr(trigger, name) for name in trigger_columns])
+    if actions:
+        names, rows = action_rows(actions)
+        table = table_of(Action)
+        parts.append(pgraw.insert_values(table, names, len(rows)) + " RETURNING id, idempotency_key")
+        for row in rows:
+            params += pgraw.values(table, names, row)
+    *ctes, main = parts
+    sql = ("WITH " + ", ".join(f"w{n} AS ({cte})" for n, cte in enumerate(ctes)) + " " if ctes else "") + main
+    with pgraw.driver(session).cursor() as cursor:
+        cursor.execute(sql, params)
+        if actions:
+            ids = dict((key, action_id) for action_id, key in cursor.fetchall())
+            for action in actions:
+                action.id = ids[action.idempotency_key]
 
 
 def columns_of(instance: Any, table: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from connectors import registry
 from connectors.base import Capabilities
 from hub import quiet
-from hub.db import any_of
+from hub.db import any_of, sql_literal
 from hub.models import Action, ActionState, Integration, IntegrationState, Store, Suppression, Trigger
 from hub.outbox import now
 from schemas.triggers import ORDER_STOPPERS
@@ -318,7 +318,7 @@ def _stopped_orders(session: Session, subjects: Sequence[Subject]) -> dict[tuple
             select(Trigger.store_id, Trigger.order_id, Trigger.type).where(
                 Trigger.store_id == store_id,
                 any_of(Trigger.order_id, orders, dialect),
-                Trigger.type.in_(ORDER_STOPPERS),
+                Trigger.type.in_([sql_literal(t) for t in ORDER_STOPPERS]),
             )
         ).all()
         found.update({(r.store_id, r.order_id): r.type for r in rows})
@@ -331,7 +331,8 @@ def _reviewed_products(session: Session, subjects: Sequence[Subject]) -> dict[in
     if customers:
         rows = session.execute(
             select(Trigger.customer_id, Trigger.payload).where(
-                any_of(Trigger.customer_id, customers, _dialect(session)), Trigger.type == "review.submitted"
+                any_of(Trigger.customer_id, customers, _dialect(session)),
+                Trigger.type == sql_literal("review.submitted"),
             )
         ).all()
         for customer_id, payload in rows:
@@ -362,8 +363,8 @@ def _duplicates(session: Session, subjects: Sequence[Subject]) -> dict[tuple[Any
             .where(
                 Action.store_id == store_id,
                 any_of(Action.order_id, orders, dialect),
-                Action.state.in_(LIVE_STATES),
-                Action.trigger == "auto",
+                Action.state.in_([sql_literal(state) for state in LIVE_STATES]),
+                Action.trigger == sql_literal("auto"),
             )
             .order_by(Action.id)
         ).all()

@@ -41,7 +41,7 @@ def insert_tuples(session: Session, table: Table, names: Sequence[str], rows: Se
             {"table": table.name, "n": len(rows)},
         ).scalars()
     )
-    converters = [(position, _converter(table, name)) for position, name in enumerate(names)]
+    converters = [(position, column_converter(table, name)) for position, name in enumerate(names)]
     converters = [(position, convert) for position, convert in converters if convert is not None]
     driver = connection.connection.driver_connection
     assert driver is not None
@@ -61,7 +61,7 @@ def _enum_value(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value  # a StrEnum goes as its value, not its name
 
 
-def _converter(table: Table, name: str) -> Any:
+def column_converter(table: Table, name: str) -> Any:
     """What a column's values need before COPY: JSON text for JSON columns, an enum's value for string columns
     (psycopg would send an Enum's name); nothing for the rest."""
     column_type = table.c[name].type

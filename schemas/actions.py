@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import marshmallow as ma
 from marshmallow import fields, validate
 
@@ -100,6 +103,44 @@ class EventsQuery(ActionFilterQuery):
 class EventPage(ma.Schema):
     data = fields.List(fields.Nested(EventRowOut))
     next_cursor = fields.String(allow_none=True)
+
+
+def action_out(action: Any) -> dict[str, Any]:
+    """What ``ActionOut().dump(action)`` gives, built directly: POST /triggers answers with every action it created,
+    and marshmallow's dump cost as much as a statement. tests/test_triggers.py checks the two agree."""
+    return {
+        "id": action.id,
+        "state": _text(action.state),
+        "kind": _text(action.kind),
+        "app": _text(action.app),
+        "channel": _text(action.channel),
+        "event_name": _text(action.event_name),
+        "event_type": _text(action.event_type),
+        "target": dict(action.target) if action.target is not None else None,
+        "trigger": _text(action.trigger),
+        "flow_id": action.flow_id,
+        "trigger_id": action.trigger_id,
+        "scheduled_at": _iso(action.scheduled_at),
+        "run_at": _iso(action.run_at),
+        "attempts": action.attempt_count,
+        "reason_code": _text(action.reason_code),
+        "reason_text": _text(action.reason_text),
+        "idempotency_key": _text(action.idempotency_key),
+        "last_status": action.last_status,
+        "created_at": _iso(action.created_at),
+        "updated_at": _iso(action.updated_at),
+        "delivered_at": _iso(action.delivered_at),
+        "order_id": _text(action.order_id),
+        "caused_by": _text(action.caused_by),
+    }
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)  # an enum state as its value, as fields.String dumps it
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 class TriggerOut(ma.Schema):

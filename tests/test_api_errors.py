@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy import func, select
 
 from hub.models import Action, Integration, Trigger
 from hub.runtime import Runtime
+from schemas.triggers import TriggerIn
 from tests.conftest import Api
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -289,3 +291,33 @@ def test_ids_too_large_for_the_database_are_404s_not_overflows(api: Api, app: Fl
     assert app.test_client().post("/sandbox/99999999999999/events", json={}).status_code == 404
     cursor = "djE6ODYwMDQ2MjU5ODU1MzAwMjg1NjkzOTUy"  # "v1:860046259855300285693952"
     assert_error(api.get("/api/v1/actions", query_string={"cursor": cursor}), 422, "cursor")
+
+
+ODD_TRIGGER_REQUESTS: list[dict[str, Any]] = [
+    {"json": {**VALID_TRIGGER, "review": {"rating": 9}}},
+    {"json": {**VALID_TRIGGER, "surprise": True}},
+    {"json": [VALID_TRIGGER]},
+    {"json": None},
+    {"data": json.dumps(VALID_TRIGGER), "headers": {"Content-Type": "text/plain"}},
+    {"data": json.dumps(VALID_TRIGGER)},
+    {"data": "{not json", "headers": {"Content-Type": "application/json"}},
+    {"data": b"\xff\xfe{}", "headers": {"Content-Type": "application/json"}},
+    {"data": json.dumps(VALID_TRIGGER).encode("utf-16"), "headers": {"Content-Type": "application/json"}},
+    {"json": {**VALID_TRIGGER, "customer": {"email": "a@example.com", "phone": "555"}}},
+    {"json": {**VALID_TRIGGER, "review": {"rating": 5}}, "headers": {"Idempotency-Key": ""}},
+]
+
+
+def test_post_triggers_answers_odd_requests_exactly_as_webargs_does(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """POST /triggers reads a valid body itself, without webargs; whatever else arrives must get webargs' answer."""
+    fast = [api.post("/api/v1/triggers", **request) for request in ODD_TRIGGER_REQUESTS]
+    monkeypatch.setattr(TriggerIn, "fast_load", lambda self, data: None)  # every request through webargs
+    slow = [api.post("/api/v1/triggers", **request) for request in ODD_TRIGGER_REQUESTS]
+    for request, a, b in zip(ODD_TRIGGER_REQUESTS, fast, slow, strict=True):
+        assert (a.status_code, a.json) == (b.status_code, b.json), request
+    assert {a.status_code for a in fast} == {400, 422}
+
+
+def test_a_trigger_sent_as_json_of_another_json_type_is_accepted(api: Api) -> None:
+    headers = {"Content-Type": "application/vnd.example+json"}
+    assert api.post("/api/v1/triggers", data=json.dumps(VALID_TRIGGER), headers=headers).status_code == 202

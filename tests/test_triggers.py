@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
 from hub.models import Action, Customer, Flow, Trigger
 from hub.runtime import Runtime
+from schemas.actions import ActionOut, TriggerOut, action_out
 from tests.conftest import Api, make_tenant
 
 
@@ -220,3 +222,51 @@ def test_a_delayed_steps_event_is_dated_when_the_step_comes_due_and_keeps_the_tr
         assert datetime.fromisoformat(payload["properties"]["trigger_occurred_at"]) == datetime(
             2026, 11, 1, 10, tzinfo=UTC
         )
+
+
+def test_the_answer_to_a_trigger_is_what_trigger_out_would_dump_new_or_duplicate(api: Api, rt: Runtime) -> None:
+    connect_two_apps(api)
+    api.post("/api/v1/triggers", json=order_trigger("1"))
+    # The same order again under another key: a new trigger whose actions are skipped as duplicates of the first.
+    answers = [api.post("/api/v1/triggers", json=order_trigger("1"), headers={"Idempotency-Key": "k"}) for _ in "ab"]
+    with rt.db.session() as session:
+        trigger = session.get(Trigger, answers[0].json["id"])
+        rows = session.scalars(select(Action).where(Action.trigger_id == trigger.id).order_by(Action.id)).all()
+        # The answer is built without marshmallow (schemas.actions.action_out): it must be what the schema dumps.
+        expected = TriggerOut().dump({"id": trigger.id, "type": trigger.type, "actions": rows, "cancelled": 0})
+    assert [(a["state"], a["reason_code"]) for a in expected["actions"]] == [("skipped", "duplicate")] * 2
+    for answer, duplicate in zip(answers, (False, True), strict=True):
+        assert answer.json == {**expected, "duplicate": duplicate}
+        assert all(action_out(row) == ActionOut().dump(row) for row in rows)
+
+
+def test_a_trigger_that_loses_the_race_after_its_look_ahead_answers_with_the_winners_actions(
+    api: Api, rt: Runtime, monkeypatch: Any
+) -> None:
+    from hub import flows
+    from hub.models import Store
+    from schemas.triggers import TriggerIn
+
+    if not rt.db.is_postgresql:
+        pytest.skip("SQLite takes its write lock when a transaction begins: two ingests cannot interleave")
+    connect_two_apps(api)
+    data = TriggerIn().load(order_trigger("race-2"))
+    real_store_config = flows.store_config
+    winner: list[flows.Ingested] = []
+
+    def winner_first(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(flows, "store_config", real_store_config)
+        # The same trigger is stored and committed between the loser's look-ahead and its writes.
+        with rt.db.session() as other:
+            winner.append(flows.ingest(other, other.scalars(select(Store)).one(), data))
+            other.commit()
+        return real_store_config(*args, **kwargs)
+
+    monkeypatch.setattr(flows, "store_config", winner_first)
+    with rt.db.session() as session:
+        loser = flows.ingest(session, session.scalars(select(Store)).one(), data)
+        session.commit()
+    assert loser.duplicate and not winner[0].duplicate
+    assert [a.id for a in loser.actions] == [a.id for a in winner[0].actions] and len(loser.actions) == 2
+    with rt.db.session() as session:  # nothing of the loser's was kept, its new customer neither
+        assert [session.scalar(select(func.count()).select_from(m)) for m in (Trigger, Action, Customer)] == [1, 2, 1]
