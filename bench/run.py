@@ -360,10 +360,12 @@ def delivery_run(setup: Setup, events: int, app: str, **env: str) -> dict[str, A
     time.sleep(3)  # processes up and idle
     rt = setup.runtime()
     hub_pids = descendants(worker.pid) + descendants(dispatcher.pid)
-    cpu, pg_cpu = cpu_seconds(hub_pids), cpu_seconds(postgres_pids(setup.database_name))
-    began = datetime.now(UTC)
+    # The actions become due when this rewrite of every row commits. It is the harness's doing, not delivery's
+    # (about a second of PostgreSQL for 20,000 rows), so the clock and the CPU counters start after it.
     with rt.db.transaction() as session:
-        session.execute(update(Action).where(Action.state == "pending").values(run_at=began))
+        session.execute(update(Action).where(Action.state == "pending").values(run_at=datetime.now(UTC)))
+    began = datetime.now(UTC)
+    cpu, pg_cpu = cpu_seconds(hub_pids), cpu_seconds(postgres_pids(setup.database_name))
     delivered = 0
     deadline = time.perf_counter() + 1800
     while time.perf_counter() < deadline:  # a slow poll: the bench must not take CPU from what it measures
