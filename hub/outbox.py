@@ -18,11 +18,10 @@ drops SKIP LOCKED) the same conditional UPDATE runs alone, since SQLite serialis
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, Row, and_, any_, bindparam, case, column, func, select, update
+from sqlalchemy import BigInteger, and_, any_, bindparam, case, column, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -38,32 +37,35 @@ def new_lease() -> str:
     return secrets.token_hex(8)
 
 
-# What a worker reads of each action it claims.
-CLAIMED_COLUMNS = (
-    Action.id,
-    Action.store_id,
-    Action.integration_id,
-    Action.payload,
-    Action.attempt_count,
-    Action.failure_count,
-    Action.rate_limited_count,
+class Delivering(NamedTuple):
+    """What a worker reads of each action it delivers: a plain tuple, because the batch path reads these fields
+    many times per action and a SQLAlchemy Row's attribute access costs about a microsecond each."""
+
+    id: int
+    store_id: int
+    integration_id: int | None
+    payload: dict[str, Any]
+    attempt_count: int
+    failure_count: int
+    rate_limited_count: int
     # What the guards look at just before delivery (hub.guards.Subject).
-    Action.app,
-    Action.channel,
-    Action.event_type,
-    Action.event_name,
-    Action.target,
-    Action.customer_id,
-    Action.order_id,
-    Action.trigger,
-    Action.scheduled_at,
-    Action.run_at,
-    Action.ignore_quiet_hours,
-)
+    app: str | None
+    channel: str | None
+    event_type: str | None
+    event_name: str | None
+    target: dict[str, Any]
+    customer_id: int | None
+    order_id: str | None
+    trigger: str
+    scheduled_at: datetime
+    run_at: datetime
+    ignore_quiet_hours: bool
 
 
-@dataclass(frozen=True)
-class Claimed:
+CLAIMED_COLUMNS = tuple(getattr(Action, name) for name in Delivering._fields)
+
+
+class Claimed(NamedTuple):
     id: int
     integration_id: int | None
     app: str | None = None  # lets the dispatcher size jobs for connectors that send in batches
@@ -113,7 +115,7 @@ def claim_due(db: Database, limit: int, lease_seconds: float, at: datetime | Non
                 .returning(Action.id, Action.integration_id, Action.app)
                 .execution_options(synchronize_session=False)
             ).all()
-            claimed.extend(Claimed(row.id, row.integration_id, row.app, token) for row in rows)
+            claimed.extend(Claimed(id_, integration_id, app, token) for id_, integration_id, app in rows)
     return claimed
 
 
@@ -137,7 +139,7 @@ def claim_one(session: Session, action_id: int, lease_seconds: float) -> str | N
     return token if result.rowcount == 1 else None  # type: ignore[attr-defined]
 
 
-def read_for_delivery(session: Session, ids: list[int], lease: str, lease_seconds: float) -> list[Row[Any]]:
+def read_for_delivery(session: Session, ids: list[int], lease: str, lease_seconds: float) -> list[Delivering]:
     """A worker reads the actions of its job that are still its own: in ``sending`` under the job's lease token,
     the lease not run out. A read, not a write: the claim that put them there is the dispatcher's.
 
@@ -147,25 +149,26 @@ def read_for_delivery(session: Session, ids: list[int], lease: str, lease_second
     """
     at = now()
     mine = (id_in(session, ids), Action.state == ActionState.SENDING, Action.lease_token == lease)
-    rows = session.execute(
-        select(*CLAIMED_COLUMNS, Action.lease_expires_at).where(*mine, Action.lease_expires_at > at)
+    connection = session.connection()  # Core rows: the ORM adds nothing to a select of columns
+    rows = connection.execute(
+        select(Action.lease_expires_at, *CLAIMED_COLUMNS).where(*mine, Action.lease_expires_at > at)
     ).all()
-    if any(_aware(row.lease_expires_at) < at + timedelta(seconds=lease_seconds / 2) for row in rows):
-        rows = session.execute(
+    half_left = at + timedelta(seconds=lease_seconds / 2)
+    if any(_aware(row[0]) < half_left for row in rows):
+        rows = connection.execute(
             update(Action)
             .where(*mine, Action.lease_expires_at > at)
             .values(lease_expires_at=at + timedelta(seconds=lease_seconds), updated_at=at)
-            .returning(*CLAIMED_COLUMNS, Action.lease_expires_at)
-            .execution_options(synchronize_session=False)
+            .returning(Action.lease_expires_at, *CLAIMED_COLUMNS)
         ).all()
-    return list(rows)
+    return [Delivering._make(row[1:]) for row in rows]
 
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)  # SQLite keeps no zone
 
 
-def claim_for_delivery(session: Session, ids: list[int], lease_seconds: float) -> tuple[str, list[Row[Any]]]:
+def claim_for_delivery(session: Session, ids: list[int], lease_seconds: float) -> tuple[str, list[Delivering]]:
     """A worker takes queued actions (a job without a lease token, enqueued by an earlier version):
     queued → sending under its own lease token.
 
@@ -186,7 +189,7 @@ def claim_for_delivery(session: Session, ids: list[int], lease_seconds: float) -
         .returning(*CLAIMED_COLUMNS)
         .execution_options(synchronize_session=False)
     ).all()
-    return token, list(rows)
+    return token, [Delivering._make(row) for row in rows]
 
 
 def transition(
@@ -233,21 +236,31 @@ def transition_many(
         }
     keys = sorted(changes[0][1])
     columns = Action.__table__.c
-    # One array parameter per column, unnested into rows: the statement's text is the same for any number of
-    # actions (a VALUES list would be compiled anew with a parameter per value).
-    arrays = [bindparam("ids", [action_id for action_id, _ in changes], type_=ARRAY(BigInteger))]
-    arrays += [
-        bindparam(f"v_{key}", [values[key] for _, values in changes], type_=ARRAY(columns[key].type)) for key in keys
-    ]
-    rows = (
-        func.unnest(*arrays)
-        .table_valued(column("id", BigInteger), *(column(key, columns[key].type) for key in keys))
-        .render_derived(name="changes", with_types=False)
-    )
+    first = changes[0][1]
+    # A value every row shares (a batch's delivered_at, its status, the cleared reason) is one parameter; only
+    # the values that differ go into arrays. Dumping an array of 1,000 timestamps costs psycopg about 6 ms.
+    varying = [key for key in keys if any(values[key] != first[key] for _, values in changes)]
+    shared = {key: first[key] for key in keys if key not in varying}
+    ids = bindparam("ids", [action_id for action_id, _ in changes], type_=ARRAY(BigInteger))
+    if varying:
+        # One array parameter per column, unnested into rows: the statement's text is the same for any number of
+        # actions (a VALUES list would be compiled anew with a parameter per value).
+        arrays = [ids] + [
+            bindparam(f"v_{key}", [values[key] for _, values in changes], type_=ARRAY(columns[key].type))
+            for key in varying
+        ]
+        rows = (
+            func.unnest(*arrays)
+            .table_valued(column("id", BigInteger), *(column(key, columns[key].type) for key in varying))
+            .render_derived(name="changes", with_types=False)
+        )
+        which, per_row = Action.id == rows.c.id, {key: rows.c[key] for key in varying}
+    else:
+        which, per_row = Action.id == any_(ids), {}
     moved = session.scalars(
         update(Action)
-        .where(Action.id == rows.c.id, Action.state == expected, Action.lease_token == lease_token)
-        .values(state=state, updated_at=now(), **{key: rows.c[key] for key in keys})
+        .where(which, Action.state == expected, Action.lease_token == lease_token)
+        .values(state=state, updated_at=now(), **shared, **per_row)
         .returning(Action.id)
         .execution_options(synchronize_session=False)
     )

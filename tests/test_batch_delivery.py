@@ -16,7 +16,7 @@ from connectors.klaviyo import KlaviyoConnector
 from hub import delivery, outbox
 from hub.dispatch import dispatch_once, enqueue
 from hub.flows import new_event_action
-from hub.models import Action, Attempt, Integration, Store
+from hub.models import Action, ActionState, Attempt, Integration, Store
 from hub.outbox import Claimed
 from hub.runtime import Runtime
 from tests.conftest import Tenant, run_worker
@@ -414,3 +414,36 @@ def test_a_job_that_waited_long_in_the_queue_extends_its_lease_before_delivering
     assert sorted(r.id for r in rows) == ids
     assert all(a.lease_expires_at > soon + timedelta(seconds=rt.config.lease_seconds / 2) for a in actions(rt))
     assert {(a.state, a.lease_token) for a in actions(rt)} == {("sending", lease)}
+
+
+@pytest.mark.parametrize("same", [True, False], ids=["values shared by every row", "values of each row"])
+def test_a_batch_transition_gives_each_action_its_values_and_leaves_one_under_another_lease(
+    rt: Runtime, tenant: Tenant, same: bool
+) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    ids = add_actions(rt, tenant, integration_id, customers(3))
+    dispatch_once(rt)
+    [lease] = {a.lease_token for a in actions(rt)}
+    with rt.db.transaction() as session:
+        session.execute(update(Action).where(Action.id == ids[2]).values(lease_token="another"))
+    at = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    changes = [
+        (
+            action_id,
+            {"attempt_count": 1 if same else n + 1, "last_status": 202, "delivered_at": at, "reason_code": None},
+        )
+        for n, action_id in enumerate(ids)
+    ]
+
+    with rt.db.transaction() as session:
+        moved = outbox.transition_many(
+            session, changes, expected=ActionState.SENDING, lease_token=lease, state=ActionState.DELIVERED
+        )
+
+    assert moved == set(ids[:2])
+    rows = actions(rt)
+    assert [(a.state, a.attempt_count, a.last_status, a.delivered_at) for a in rows[:2]] == [
+        ("delivered", 1, 202, at),
+        ("delivered", 1 if same else 2, 202, at),
+    ]
+    assert (rows[2].state, rows[2].attempt_count, rows[2].delivered_at) == ("sending", 0, None)
