@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import responses
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from connectors.http import redact
 from connectors.klaviyo import KlaviyoConnector
@@ -447,3 +447,17 @@ def test_a_batch_transition_gives_each_action_its_values_and_leaves_one_under_an
         ("delivered", 1 if same else 2, 202, at),
     ]
     assert (rows[2].state, rows[2].attempt_count, rows[2].delivered_at) == ("sending", 0, None)
+
+
+@responses.activate
+def test_a_deleted_store_takes_its_attempts_with_its_actions(rt: Runtime, tenant: Tenant) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    add_actions(rt, tenant, integration_id, customers(2))
+    responses.post(BULK_URL, status=202)
+    deliver_round(rt)
+    assert len(attempts(rt)) == 2
+
+    with rt.db.transaction() as session:
+        session.execute(delete(Store).where(Store.id == tenant.store.id))
+
+    assert attempts(rt) == [] and actions(rt) == []
