@@ -40,6 +40,7 @@ from connectors.base import (
     OutcomeKind,
     Request,
     SkipEvent,
+    json_text,
     plan_batches,
     splice_of,
 )
@@ -310,7 +311,7 @@ def _deliver_in_batches(rt: Runtime, actions: list[outbox.Delivering], target: T
     # Each entry is encoded once: its size plans the requests, and its text goes into the body and the record.
     splice = splice_of(connector, settings)
     recorder = Recorder(splice.request) if splice is not None else None
-    texts = [json.dumps(entry) for _, entry in sent]
+    texts = [json_text(entry) for _, entry in sent]
     waited = 0.0  # once a request finds no token, the rest of the job waits behind it in the database
     deferred = 0
     for group in plan_batches(connector, [e for _, e in sent], settings, sizes=[len(t) for t in texts]):
