@@ -163,7 +163,9 @@ def evaluate(
             integration = integrations.get(s.integration_id) if s.integration_id else None
             verdict = connected[(s.app, s.integration_id)] = _integration(s, integration)
         checks = [verdict]
-        caps = caps_of[s.app] if s.app in caps_of else caps_of.setdefault(s.app, capabilities_of(s.app))
+        if s.app not in caps_of:
+            caps_of[s.app] = capabilities_of(s.app)
+        caps = caps_of[s.app]
         checks.append(_identity(s, caps))
         if s.trigger in CONTENT_GUARDED_TRIGGERS:
             checks.append(_suppression(s, suppressed))

@@ -235,8 +235,9 @@ def transition_many(
     """Move many actions out of ``expected`` under the caller's lease, each with its own values (every row
     with the same keys). Returns the ids that moved; the others had moved on already.
 
-    On PostgreSQL one ``UPDATE … FROM unnest(…)`` for them all (a VALUES list given as one array per column),
-    still conditional on state and lease token row by row; elsewhere one conditional UPDATE each.
+    On PostgreSQL one UPDATE for them all, still conditional on state and lease token row by row: the values every
+    row shares as single parameters, the others ``FROM unnest(…)`` (a VALUES list given as one array per column);
+    elsewhere one conditional UPDATE each.
     """
     if not changes:
         return set()
