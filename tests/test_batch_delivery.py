@@ -461,3 +461,27 @@ def test_a_deleted_store_takes_its_attempts_with_its_actions(rt: Runtime, tenant
         session.execute(delete(Store).where(Store.id == tenant.store.id))
 
     assert attempts(rt) == [] and actions(rt) == []
+
+
+@responses.activate
+def test_numbers_of_the_payload_reach_the_platform_as_they_were_stored(rt: Runtime, tenant: Tenant) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    ids = add_actions(rt, tenant, integration_id, customers(2))
+    numbers = {"big": 2**70, "negative": -(2**64), "price": 49.99, "tiny": 1e-300, "count": 3}
+    with rt.db.transaction() as session:
+        for action in session.scalars(select(Action).where(Action.id.in_(ids))):
+            action.payload = {**action.payload, "properties": {**action.payload["properties"], **numbers}}
+    posted = responses.post(BULK_URL, status=202)
+
+    deliver_round(rt)
+
+    for entry in bulk_entries(posted.calls[0]):
+        properties = entry["attributes"]["events"]["data"][0]["attributes"]["properties"]
+        assert {k: properties[k] for k in numbers} == numbers
+        assert isinstance(properties["big"], int)
+
+
+def test_the_workers_json_reader_reads_as_json_loads_does() -> None:
+    for text in ('{"a": [1, 2.5, null, true, "é"]}', '{"big": 123456789012345678901234567890}', "[1e400]", '"x"'):
+        assert outbox._json(text) == json.loads(text)
+    assert outbox._json(None) is None
