@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import marshmallow as ma
+import orjson
 
 if TYPE_CHECKING:
     import requests
@@ -235,6 +236,23 @@ def event_body(event: Event) -> dict[str, Any]:
         "customer": {k: v for k, v in vars(event.customer).items() if v is not None},
         "properties": dict(event.properties),
     }
+
+
+# orjson refuses these instead of writing them its own way (json.dumps would refuse them too, or write them as their
+# base type), so json_text falls back to json.dumps for them.
+_ORJSON_STRICT = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON text whose strings are escaped exactly as ``json.dumps`` escapes them (what a
+    :class:`Splice` and connectors.http's secret check expect), written by orjson when it can (about five times
+    faster for a bulk entry): orjson's text differs from json.dumps's only in spaces as long as it is printable
+    ASCII; anything else (non-ASCII text, a subclass, an integer past 64 bits) is written by json.dumps."""
+    try:
+        raw = orjson.dumps(value, option=_ORJSON_STRICT)
+    except TypeError:
+        return json.dumps(value)
+    return raw.decode("ascii") if raw.isascii() and b"\x7f" not in raw else json.dumps(value)
 
 
 def json_size(value: Any) -> int:

@@ -318,11 +318,8 @@ class Recorder:
         """The record of a request with this body (JSON text as ``json.dumps`` writes it) and ``extra`` keys."""
         if _holds_secret(body_text, self.secrets):
             body_text = json.dumps(_scrub(json.loads(body_text), self.secrets))
-        return (
-            self.head
-            + "".join(f", {json.dumps(k)}: {json.dumps(v)}" for k, v in extra.items())
-            + (', "body": ' + body_text + "}")
-        )
+        extra_text = json.dumps(extra)[1:-1]  # the keys and values as one object's members: one encoding, not two a key
+        return self.head + (", " + extra_text if extra_text else "") + ', "body": ' + body_text + "}"
 
 
 def _canonical(text: str, parsed: Any) -> str:

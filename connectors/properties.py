@@ -18,15 +18,24 @@ def first_product(properties: Mapping[str, Any], *, image_as: tuple[str, ...] = 
     image of a text message step).
     """
     items = properties.get("items")
-    item = items[0] if isinstance(items, list) and items and isinstance(items[0], Mapping) else {}
+    item = items[0] if isinstance(items, list) and items and isinstance(items[0], Mapping) else _NOTHING
     review = properties.get("review")
-    review = review if isinstance(review, Mapping) else {}
+    if not isinstance(review, Mapping):
+        review = _NOTHING
+    image = item.get("image_url")
+    # Plain statements rather than comprehensions: every event of a bulk request goes through here.
     flat = {
         "product_id": item.get("product_id") or review.get("product_id"),
         "product_name": item.get("name"),
         "product_url": item.get("url"),
-        "product_image_url": item.get("image_url"),
-        **{name: item.get("image_url") for name in image_as},
-        **{f"review_{name}": review.get(name) for name in ("rating", "title", "body")},
+        "product_image_url": image,
     }
-    return {key: value for key, value in flat.items() if value not in (None, "")}
+    for name in image_as:
+        flat[name] = image
+    flat["review_rating"] = review.get("rating")
+    flat["review_title"] = review.get("title")
+    flat["review_body"] = review.get("body")
+    return {key: value for key, value in flat.items() if value is not None and value != ""}
+
+
+_NOTHING: Mapping[str, Any] = {}

@@ -154,9 +154,18 @@ def evaluate(
         quiet_hours = {sid: quiet.QuietHours.of(session.get(Store, sid)) for sid in store_ids}
 
     results: dict[Any, list[GuardResult]] = {}
+    # Every subject of one app and integration gets the same verdict on it (a GuardResult is immutable): judged once.
+    connected: dict[tuple[str | None, int | None], GuardResult] = {}
+    caps_of: dict[str | None, Capabilities | None] = {}
     for s in subjects:
-        checks = [_integration(s, integrations.get(s.integration_id) if s.integration_id else None)]
-        caps = capabilities_of(s.app)
+        verdict = connected.get((s.app, s.integration_id))
+        if verdict is None:
+            integration = integrations.get(s.integration_id) if s.integration_id else None
+            verdict = connected[(s.app, s.integration_id)] = _integration(s, integration)
+        checks = [verdict]
+        if s.app not in caps_of:
+            caps_of[s.app] = capabilities_of(s.app)
+        caps = caps_of[s.app]
         checks.append(_identity(s, caps))
         if s.trigger in CONTENT_GUARDED_TRIGGERS:
             checks.append(_suppression(s, suppressed))
@@ -180,6 +189,15 @@ def first_failure(results: Iterable[GuardResult]) -> GuardResult | None:
 
 
 # -- the guards ------------------------------------------------------------------------------------
+
+# The passing results that say the same for every action, built once (GuardResult is frozen, so they can be shared):
+# the worker judges every action of every batch again just before delivery.
+NOT_SUPPRESSED = GuardResult("suppressed", True, "not unsubscribed or suppressed", None)
+ORDER_GOING_AHEAD = GuardResult("order_cancelled", True, "order not cancelled or refunded", None)
+NO_ORDER = GuardResult("order_cancelled", True, "no order", None)
+NOT_A_REVIEW_REQUEST = GuardResult("already_reviewed", True, "not a review request", None)
+NO_DUPLICATE = GuardResult("duplicate", True, "no earlier action for this order", None)
+NO_QUIET_HOURS = GuardResult(quiet.CODE, True, quiet.NO_QUIET_HOURS.text, quiet.NO_QUIET_HOURS.value)
 
 
 def _integration(s: Subject, integration: Integration | None) -> GuardResult:
@@ -219,7 +237,7 @@ def _suppression(s: Subject, suppressed: dict[tuple[int, str], list[Suppression]
                 verb = "unsubscribed from" if code == "unsubscribed" else f"suppressed ({row.reason}) for"
                 where = "everything" if row.channel == "all" else row.channel
                 return GuardResult(code, False, f"{value} {verb} {where}", {"value": value, "channel": row.channel})
-    return GuardResult("suppressed", True, "not unsubscribed or suppressed", None)
+    return NOT_SUPPRESSED
 
 
 def _order(s: Subject, stopped: dict[tuple[int, str], str]) -> GuardResult:
@@ -227,12 +245,12 @@ def _order(s: Subject, stopped: dict[tuple[int, str], str]) -> GuardResult:
     if kind:
         word = kind.split(".")[1]
         return GuardResult(f"order_{word}", False, f"order {s.order_id} was {word}", kind)
-    return GuardResult("order_cancelled", True, "order not cancelled or refunded" if s.order_id else "no order", None)
+    return ORDER_GOING_AHEAD if s.order_id else NO_ORDER
 
 
 def _reviewed(s: Subject, reviewed: dict[int, set[str]]) -> GuardResult:
     if s.event_type not in REVIEW_EVENT_TYPES or not s.product_ids or not s.customer_id:
-        return GuardResult("already_reviewed", True, "not a review request", None)
+        return NOT_A_REVIEW_REQUEST
     done = reviewed.get(s.customer_id, set())
     if all(p in done for p in s.product_ids):
         return GuardResult(
@@ -260,10 +278,12 @@ def _duplicate(s: Subject, duplicates: dict[tuple[Any, ...], list[int]]) -> Guar
     others = [i for i in duplicates.get(_dedupe_key(s), []) if s.action_id is None or i < s.action_id]
     if s.order_id and s.trigger == "auto" and others:
         return GuardResult("duplicate", False, f"already sent for order {s.order_id} as action {others[0]}", others[0])
-    return GuardResult("duplicate", True, "no earlier action for this order", None)
+    return NO_DUPLICATE
 
 
 def _quiet_hours(s: Subject, hours: quiet.QuietHours | None, caps: Capabilities | None, at: datetime) -> GuardResult:
+    if hours is None:
+        return NO_QUIET_HOURS
     # When it will go: now for a due action (delivery), its run_at for one scheduled later (flows, Explain).
     when = max(at, s.run_at) if s.run_at is not None else at
     verdict = quiet.check(

@@ -93,6 +93,9 @@ class Verdict:
     until: datetime | None = None  # when it fails: the end of the quiet period, the action's new run_at
 
 
+NO_QUIET_HOURS = Verdict(True, "the store has no quiet hours")
+
+
 def check(
     hours: QuietHours | None,
     when: datetime,
@@ -104,7 +107,7 @@ def check(
 ) -> Verdict:
     """Quiet hours for an action due at ``when``: pass, or move it to the end of the quiet period."""
     if hours is None:
-        return Verdict(True, "the store has no quiet hours")
+        return NO_QUIET_HOURS
     value: dict[str, Any] = {"window": hours.label, "applies_to": hours.applies_to}
     if not hours.governs(channel=channel, sms_app=sms_app):
         return Verdict(True, f"quiet hours ({hours.label}) apply to SMS only, and this is not SMS", value)

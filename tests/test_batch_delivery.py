@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 import responses
-from sqlalchemy import event, select, update
+from sqlalchemy import delete, event, select, update
 
 from connectors.http import redact
 from connectors.klaviyo import KlaviyoConnector
 from hub import delivery, outbox
 from hub.dispatch import dispatch_once, enqueue
 from hub.flows import new_event_action
-from hub.models import Action, Attempt, Integration, Store
+from hub.models import Action, ActionState, Attempt, Integration, Store
 from hub.outbox import Claimed
 from hub.runtime import Runtime
 from tests.conftest import Tenant, run_worker
@@ -434,7 +434,7 @@ def test_a_workers_reads_and_transitions_go_by_primary_key_however_many_actions_
     statements: list[tuple[str, Any]] = []
 
     def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        if statement.startswith(("SELECT actions.id", "UPDATE actions")):
+        if statement.startswith(("SELECT actions.lease_expires_at", "UPDATE actions")):
             statements.append((statement, parameters))
 
     event.listen(rt.db.engine, "before_cursor_execute", capture)
@@ -449,3 +449,74 @@ def test_a_workers_reads_and_transitions_go_by_primary_key_however_many_actions_
             plan = "\n".join(connection.exec_driver_sql("EXPLAIN " + statement, parameters).scalars())
             assert "pk_actions" in plan and "ix_actions_leased" not in plan, plan
     assert sum(a.state == "delivered" for a in actions(rt)) == 100
+
+
+@pytest.mark.parametrize("same", [True, False], ids=["values shared by every row", "values of each row"])
+def test_a_batch_transition_gives_each_action_its_values_and_leaves_one_under_another_lease(
+    rt: Runtime, tenant: Tenant, same: bool
+) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    ids = add_actions(rt, tenant, integration_id, customers(3))
+    dispatch_once(rt)
+    [lease] = {a.lease_token for a in actions(rt)}
+    with rt.db.transaction() as session:
+        session.execute(update(Action).where(Action.id == ids[2]).values(lease_token="another"))
+    at = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    changes = [
+        (
+            action_id,
+            {"attempt_count": 1 if same else n + 1, "last_status": 202, "delivered_at": at, "reason_code": None},
+        )
+        for n, action_id in enumerate(ids)
+    ]
+
+    with rt.db.transaction() as session:
+        moved = outbox.transition_many(
+            session, changes, expected=ActionState.SENDING, lease_token=lease, state=ActionState.DELIVERED
+        )
+
+    assert moved == set(ids[:2])
+    rows = actions(rt)
+    assert [(a.state, a.attempt_count, a.last_status, a.delivered_at) for a in rows[:2]] == [
+        ("delivered", 1, 202, at),
+        ("delivered", 1 if same else 2, 202, at),
+    ]
+    assert (rows[2].state, rows[2].attempt_count, rows[2].delivered_at) == ("sending", 0, None)
+
+
+@responses.activate
+def test_a_deleted_store_takes_its_attempts_with_its_actions(rt: Runtime, tenant: Tenant) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    add_actions(rt, tenant, integration_id, customers(2))
+    responses.post(BULK_URL, status=202)
+    deliver_round(rt)
+    assert len(attempts(rt)) == 2
+
+    with rt.db.transaction() as session:
+        session.execute(delete(Store).where(Store.id == tenant.store.id))
+
+    assert attempts(rt) == [] and actions(rt) == []
+
+
+@responses.activate
+def test_numbers_of_the_payload_reach_the_platform_as_they_were_stored(rt: Runtime, tenant: Tenant) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    ids = add_actions(rt, tenant, integration_id, customers(2))
+    numbers = {"big": 2**70, "negative": -(2**64), "price": 49.99, "tiny": 1e-300, "count": 3}
+    with rt.db.transaction() as session:
+        for action in session.scalars(select(Action).where(Action.id.in_(ids))):
+            action.payload = {**action.payload, "properties": {**action.payload["properties"], **numbers}}
+    posted = responses.post(BULK_URL, status=202)
+
+    deliver_round(rt)
+
+    for entry in bulk_entries(posted.calls[0]):
+        properties = entry["attributes"]["events"]["data"][0]["attributes"]["properties"]
+        assert {k: properties[k] for k in numbers} == numbers
+        assert isinstance(properties["big"], int)
+
+
+def test_the_workers_json_reader_reads_as_json_loads_does() -> None:
+    for text in ('{"a": [1, 2.5, null, true, "é"]}', '{"big": 123456789012345678901234567890}', "[1e400]", '"x"'):
+        assert outbox._json(text) == json.loads(text)
+    assert outbox._json(None) is None
