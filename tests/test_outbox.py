@@ -15,7 +15,7 @@ from hub.api.actions import event_status
 from hub.dispatch import MIN_PAUSE, pause
 from hub.models import Action
 from hub.runtime import Runtime
-from schemas.actions import EventPage
+from schemas.actions import ActionPage, EventPage
 from tests.conftest import Api, make_tenant, run_worker
 from tests.test_delivery import HOOK_URL, connect_webhook, deliver_round
 
@@ -416,3 +416,29 @@ def test_an_idle_dispatcher_waits_until_the_next_action_comes_due_and_never_long
 
     set_state(rt, action["id"], run_at=datetime.now(UTC) - timedelta(seconds=5))
     assert pause(rt) == MIN_PAUSE  # due already (another dispatcher holds it): look again at once
+
+
+def test_the_actions_list_is_exactly_what_its_schema_dumps_of_the_same_actions(api: Api, rt: Runtime) -> None:
+    sandbox(api)
+    cancelled = pending_action(api, "1")
+    failed = pending_action(api, "2", "bob@example.com")
+    delivered = pending_action(api, "3", "cy@example.com")
+    pending_action(api, "4", "di@example.com")
+    api.post(f"/api/v1/actions/{cancelled['id']}/cancel", json={"reason": "customer asked"})
+    set_state(rt, failed["id"], state="failed", reason_code="rejected", reason_text="HTTP 400", caused_by="system")
+    set_state(rt, delivered["id"], state="delivered", delivered_at=datetime.now(UTC), last_status=202, attempt_count=1)
+
+    answer = api.get("/api/v1/actions", query_string={"limit": 3})
+    rest = api.get("/api/v1/actions", query_string={"limit": 3, "cursor": answer.json["next_cursor"]})
+
+    with rt.db.session() as session:
+        actions = session.scalars(select(Action).order_by(Action.id.desc())).all()
+        expected = ActionPage().dump({"data": actions[:3], "next_cursor": answer.json["next_cursor"]})
+        assert answer.json == expected
+        assert rest.json == ActionPage().dump({"data": actions[3:], "next_cursor": None})
+    assert {row["state"] for row in answer.json["data"] + rest.json["data"]} == {
+        "pending",
+        "cancelled",
+        "failed",
+        "delivered",
+    }
