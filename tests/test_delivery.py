@@ -14,10 +14,10 @@ from standardwebhooks.webhooks import Webhook
 
 from hub import delivery
 from hub.dispatch import dispatch_once
-from hub.flows import new_event_action
-from hub.models import Action, Integration, Store
+from hub.models import Action, Integration
 from hub.runtime import Runtime
 from tests.conftest import Api, Tenant, run_worker
+from tests.test_batch_delivery import add_actions, customers
 
 HOOK_URL = "https://hooks.example.com/tidings"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -344,7 +344,6 @@ def test_samples_need_a_target_and_a_connected_app(api: Api) -> None:
 
 
 def webhook_actions(rt: Runtime, tenant: Tenant, count: int) -> list[int]:
-    now = datetime.now(UTC)
     with rt.db.transaction() as session:
         integration = Integration(
             store_id=tenant.store.id,
@@ -354,25 +353,8 @@ def webhook_actions(rt: Runtime, tenant: Tenant, count: int) -> list[int]:
         )
         session.add(integration)
         session.flush()
-        store = session.get(Store, tenant.store.id)
-        assert store is not None
-        rows = [
-            new_event_action(
-                store,
-                integration,
-                name="Review Request",
-                event_type="review_request",
-                customer={"email": f"c{n}@example.com"},
-                properties={},
-                occurred_at=now,
-                run_at=now,
-                trigger="auto",
-            )
-            for n in range(count)
-        ]
-        session.add_all(rows)
-        session.flush()
-        return [row.id for row in rows]
+        integration_id = integration.id
+    return add_actions(rt, tenant, integration_id, customers(count))
 
 
 def states(rt: Runtime) -> list[tuple[str, str | None, int]]:
