@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 from requests.hooks import default_hooks
-from requests.models import complexjson
+from requests.models import complexjson  # type: ignore[attr-defined]  # json, or simplejson when installed
 from requests.structures import CaseInsensitiveDict
 from requests.utils import check_header_validity
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -197,7 +197,7 @@ class HttpClient:
         prepared = requests.PreparedRequest()
         prepared.method = method
         prepared.url = self._prepared_url(request.url)
-        prepared.headers = headers
+        prepared.headers = headers  # type: ignore[assignment]  # str values, as prepare_headers leaves them
         prepared.body = body
         prepared.hooks = default_hooks()
         return prepared

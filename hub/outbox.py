@@ -208,12 +208,14 @@ def read_for_delivery(session: Session, ids: list[int], lease: str, lease_second
     ]
     half_left = at + timedelta(seconds=lease_seconds / 2)
     if any(_aware(row[0]) < half_left for row in rows):
-        rows = connection.execute(
-            update(Action)
-            .where(*mine, Action.lease_expires_at > at)
-            .values(lease_expires_at=at + timedelta(seconds=lease_seconds), updated_at=at)
-            .returning(Action.lease_expires_at, *_READ_COLUMNS)
-        ).all()
+        rows = list(
+            connection.execute(
+                update(Action)
+                .where(*mine, Action.lease_expires_at > at)
+                .values(lease_expires_at=at + timedelta(seconds=lease_seconds), updated_at=at)
+                .returning(Action.lease_expires_at, *_READ_COLUMNS)
+            ).all()
+        )
     return [_delivering(row[1:]) for row in rows]
 
 
