@@ -15,12 +15,10 @@ batch is created skipped (order_cancelled) rather than pending and then cancelle
 from __future__ import annotations
 
 import csv
-import gc
 import itertools
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +31,7 @@ from hub import flows, pgcopy
 from hub.caches import StoreConfigCache
 from hub.db import any_of
 from hub.models import Action, ActionState, Actor, Customer, Store, Trigger, table_of
+from hub.runtime import collector_paused
 from schemas.triggers import ORDER_STOPPERS, BulkTriggerIn
 
 _item_schema = BulkTriggerIn()  # valid items take its compiled fast path (TriggerIn.load)
@@ -268,20 +267,6 @@ def ingest_many(
         first = results[first_of[key]]
         results[index] = ItemResult(index, "duplicate", first.trigger_id, list(first.actions))
     return [results[index] for index, _ in items]
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for one batch: a batch makes tens of thousands of short-lived
-    objects, and the collections they set off (each walking every live object of the process) cost about
-    a quarter of the batch's time. Reference counting still frees them; the collector runs again after."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _dialect(session: Session) -> str:

@@ -46,10 +46,10 @@ from connectors.base import (
 )
 from connectors.http import Recorder, TransportError, redact_text
 from hub import guards, outbox
-from hub.bulk_ingest import collector_paused
 from hub.flows import hold_reason
 from hub.integrations import effective_rate
 from hub.models import ActionState, Actor, Attempt, Integration, IntegrationState
+from hub.runtime import collector_paused
 
 if TYPE_CHECKING:
     import requests

@@ -12,6 +12,7 @@ from webargs.flaskparser import is_json_request
 
 from hub import bulk_ingest, flows
 from hub.api import authenticate, current_store, db_session, runtime
+from hub.runtime import collector_paused
 from schemas.actions import TriggerOut, action_out
 from schemas.triggers import BULK_STATUSES, MAX_BULK_TRIGGERS, BulkTriggersIn, BulkTriggersOut, TriggerIn
 
@@ -135,7 +136,7 @@ def post_triggers_bulk() -> Any:
     `idempotency_key`, which is to it what the Idempotency-Key header is to a single trigger.
     """
     items = _bulk_items()
-    with bulk_ingest.collector_paused():
+    with collector_paused():
         valid, rejected = bulk_ingest.validate(items)
         session = db_session()
         accepted = bulk_ingest.ingest_many(session, current_store(), valid, cache=runtime().caches.stores)
