@@ -214,12 +214,8 @@ def _before_sending(action: outbox.Delivering, target: Target, stopped: guards.G
     if target.problem is not None:
         state, code, text = target.problem
         return Decision(action, state, {"reason_code": code, "reason_text": text})
-    if stopped is not None and stopped.until is not None:  # quiet hours: back to the Queue, no attempt spent
-        return Decision(
-            action,
-            ActionState.PENDING,
-            {"run_at": stopped.until, "reason_code": stopped.code, "reason_text": stopped.text},
-        )
+    if stopped is not None and stopped.until is not None:  # quiet hours
+        return _back_to_queue(action, stopped.until, stopped.code, stopped.text)
     if stopped is not None and not stopped.hold:
         return Decision(
             action,
@@ -281,15 +277,17 @@ UNANSWERED_LIMIT = 3  # requests in a row without an answer, after which a job s
 _clock = time.monotonic
 
 
+def _back_to_queue(action: outbox.Delivering, run_at: datetime, code: str, text: str) -> Decision:
+    """Not sent this time: pending again from ``run_at``, with why, and no attempt spent."""
+    return Decision(action, ActionState.PENDING, {"run_at": run_at, "reason_code": code, "reason_text": text})
+
+
 def _out_of_time(action: outbox.Delivering) -> Decision:
-    return Decision(
+    return _back_to_queue(
         action,
-        ActionState.PENDING,
-        {
-            "run_at": outbox.now(),
-            "reason_code": "job_out_of_time",
-            "reason_text": "its delivery job ran out of time before sending it; it goes with the next round",
-        },
+        outbox.now(),
+        "job_out_of_time",
+        "its delivery job ran out of time before sending it; it goes with the next round",
     )
 
 
@@ -298,30 +296,21 @@ def _platform_unanswering(action: outbox.Delivering, target: Target) -> Decision
     of its actions wait, without spending an attempt, until the last one tried is tried again, rather than each
     waiting out a timeout in turn while the job's lease runs down."""
     assert target.integration is not None
-    return Decision(
+    return _back_to_queue(
         action,
-        ActionState.PENDING,
-        {
-            "run_at": target.retry_at or outbox.now(),
-            "reason_code": "platform_unanswering",
-            "reason_text": (
-                f"{target.integration.app} did not answer {target.unanswered} requests in a row; "
-                "waiting for its next try"
-            ),
-        },
+        target.retry_at or outbox.now(),
+        "platform_unanswering",
+        f"{target.integration.app} did not answer {target.unanswered} requests in a row; waiting for its next try",
     )
 
 
 def _wait_for_token(action: outbox.Delivering, target: Target, seconds: float, rate: float) -> Decision:
     assert target.integration is not None
-    return Decision(
+    return _back_to_queue(
         action,
-        ActionState.PENDING,
-        {
-            "run_at": outbox.now() + timedelta(seconds=seconds),
-            "reason_code": "rate_limit_wait",
-            "reason_text": f"waiting for {target.integration.app}'s rate limit ({rate:g} requests/s)",
-        },
+        outbox.now() + timedelta(seconds=seconds),
+        "rate_limit_wait",
+        f"waiting for {target.integration.app}'s rate limit ({rate:g} requests/s)",
     )
 
 
