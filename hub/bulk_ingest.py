@@ -341,15 +341,13 @@ class _Customers:
 
     def update(self, position: int, given: dict[str, Any]) -> None:
         record = self.records[position]
-        for name in flows.CUSTOMER_FIELDS:
-            value = given.get(name)
-            if value and record.get(name) != value:
-                if name in flows.IDENTITY_FIELDS and record.get(name):
-                    self.index[(name, record[name])].discard(position)
-                record[name] = value
-                if name in flows.IDENTITY_FIELDS:
-                    self.index[(name, value)].add(position)
-                self.changed.add(position)
+        for name, value in flows.customer_values(record, given).items():
+            if name in flows.IDENTITY_FIELDS and record.get(name):
+                self.index[(name, record[name])].discard(position)
+            record[name] = value
+            if name in flows.IDENTITY_FIELDS:
+                self.index[(name, value)].add(position)
+            self.changed.add(position)
 
 
 def _write_customers(session: Session, store_id: int, given: list[dict[str, Any]]) -> list[int]:

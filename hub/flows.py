@@ -308,16 +308,24 @@ def _look_ahead(session: Session, store_id: int, key: str, customer: dict[str, A
     )
 
 
+def customer_values(stored: dict[str, Any] | None, given: dict[str, Any]) -> dict[str, Any]:
+    """What to write of the customer a trigger names: every field it gives for a new customer, and for a stored
+    one only what it says differently (a trigger without a field leaves the stored value alone)."""
+    values = {k: given[k] for k in CUSTOMER_FIELDS if given.get(k)}
+    if stored is None:
+        return values
+    return {k: v for k, v in values.items() if stored.get(k) != v}
+
+
 def write_customer(session: Session, store_id: int, stored: dict[str, Any] | None, given: dict[str, Any]) -> int:
     """Create the customer, or update what the trigger says differently; the customer's id."""
-    values = {k: given[k] for k in CUSTOMER_FIELDS if given.get(k)}
     table = table_of(Customer)
     now = datetime.now(UTC)
+    changed = customer_values(stored, given)
     if stored is None:
         return session.execute(  # type: ignore[no-any-return]
-            _INSERT_CUSTOMER, {"store_id": store_id, "created_at": now, "updated_at": now, **values}
+            _INSERT_CUSTOMER, {"store_id": store_id, "created_at": now, "updated_at": now, **changed}
         ).scalar_one()
-    changed = {k: v for k, v in values.items() if stored.get(k) != v}
     if changed:
         session.execute(update(table).where(table.c.id == stored["id"]).values(updated_at=now, **changed))
     return stored["id"]  # type: ignore[no-any-return]
@@ -472,18 +480,16 @@ def _write_pg(
     now = datetime.now(UTC)
     parts: list[str] = []
     params: list[Any] = []
-    values = {k: given[k] for k in CUSTOMER_FIELDS if given.get(k)}
+    changed = customer_values(stored, given)
     customers = table_of(Customer)
     if stored is None:
-        names = ("id", "store_id", *values, "created_at", "updated_at")
+        names = ("id", "store_id", *changed, "created_at", "updated_at")
         parts.append(pgraw.insert_values(customers, names))
-        params += [trigger.customer_id, trigger.store_id, *values.values(), now, now]
-    else:
-        changed = {k: v for k, v in values.items() if stored.get(k) != v}
-        if changed:
-            assignments = ", ".join(f"{k} = %s" for k in ("updated_at", *changed))
-            parts.append(f"UPDATE customers SET {assignments} WHERE id = %s")
-            params += [now, *changed.values(), stored["id"]]
+        params += [trigger.customer_id, trigger.store_id, *changed.values(), now, now]
+    elif changed:
+        assignments = ", ".join(f"{k} = %s" for k in ("updated_at", *changed))
+        parts.append(f"UPDATE customers SET {assignments} WHERE id = %s")
+        params += [now, *changed.values(), stored["id"]]
     triggers = table_of(Trigger)
     trigger_columns = tuple(c.key for c in triggers.c)
     parts.append(pgraw.insert_values(triggers, trigger_columns))
