@@ -123,7 +123,7 @@ def claim_due(db: Database, limit: int, lease_seconds: float, at: datetime | Non
     token = new_lease()
     claimed: list[Claimed] = []
     expires = at + timedelta(seconds=lease_seconds)
-    # Built once, run on a plain connection: the dispatcher claims up to 20 times a second, mostly finding nothing,
+    # Built once, run on a plain connection: the dispatcher claims round after round, mostly finding nothing,
     # and building the statements and the ORM's bulk UPDATE around them cost more than PostgreSQL's part.
     with db.engine.begin() as connection:
         for statement in _claim_statements(db.is_postgresql):
