@@ -34,7 +34,6 @@ from sqlalchemy.orm import Session
 
 from hub import guards, pgcopy, pgraw, quiet
 from hub.caches import FlowConfig, StepConfig, StoreConfig, StoreConfigCache
-from hub.db import sql_literal
 from hub.models import (
     Action,
     ActionState,
@@ -242,7 +241,7 @@ def _look_ahead_statement(fields: tuple[str, ...], with_order: bool, dialect: st
         ),
         "reviewed": exists().where(
             Trigger.store_id == store_id,
-            Trigger.type == sql_literal("review.submitted"),
+            guards.IS_REVIEW,
             Trigger.customer_id.in_(select(Customer.id).where(_customer_match(store_id, given, fields))),
         ),
     }
@@ -250,13 +249,12 @@ def _look_ahead_statement(fields: tuple[str, ...], with_order: bool, dialect: st
         checks["stopped_orders"] = exists().where(
             Trigger.store_id == store_id,
             Trigger.order_id == order_id,
-            Trigger.type.in_([sql_literal(t) for t in ORDER_STOPPERS]),
+            guards.IS_ORDER_STOPPER,
         )
         checks["duplicates"] = exists().where(
             Action.store_id == store_id,
             Action.order_id == order_id,
-            Action.state.in_([sql_literal(state) for state in guards.LIVE_STATES]),
-            Action.trigger == sql_literal("auto"),
+            guards.IS_LIVE_AUTO_ACTION,
         )
     ids: list[Any] = []
     if dialect == "postgresql":  # ids for what ingest will write, so it can write it all in one statement

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from connectors import registry
@@ -44,6 +44,13 @@ LIVE_STATES = (
     ActionState.DELIVERED,
 )
 REVIEW_EVENT_TYPES = ("review_request",)
+# What the lookups below ask of triggers and actions, shared with ingest's look-ahead (hub.flows). Constants are
+# written into the SQL text (hub.db.sql_literal) so prepared statements' generic plans can use the partial indexes.
+IS_ORDER_STOPPER = Trigger.type.in_([sql_literal(t) for t in ORDER_STOPPERS])
+IS_REVIEW = Trigger.type == sql_literal("review.submitted")
+IS_LIVE_AUTO_ACTION = and_(
+    Action.state.in_([sql_literal(state) for state in LIVE_STATES]), Action.trigger == sql_literal("auto")
+)
 # The lookups evaluate() makes; a caller that knows one would find nothing can say so (known_empty).
 LOOKUPS = ("suppressions", "stopped_orders", "reviewed", "duplicates")
 
@@ -338,7 +345,7 @@ def _stopped_orders(session: Session, subjects: Sequence[Subject]) -> dict[tuple
             select(Trigger.store_id, Trigger.order_id, Trigger.type).where(
                 Trigger.store_id == store_id,
                 any_of(Trigger.order_id, orders, dialect),
-                Trigger.type.in_([sql_literal(t) for t in ORDER_STOPPERS]),
+                IS_ORDER_STOPPER,
             )
         ).all()
         found.update({(r.store_id, r.order_id): r.type for r in rows})
@@ -352,7 +359,7 @@ def _reviewed_products(session: Session, subjects: Sequence[Subject]) -> dict[in
         rows = session.execute(
             select(Trigger.customer_id, Trigger.payload).where(
                 any_of(Trigger.customer_id, customers, _dialect(session)),
-                Trigger.type == sql_literal("review.submitted"),
+                IS_REVIEW,
             )
         ).all()
         for customer_id, payload in rows:
@@ -383,8 +390,7 @@ def _duplicates(session: Session, subjects: Sequence[Subject]) -> dict[tuple[Any
             .where(
                 Action.store_id == store_id,
                 any_of(Action.order_id, orders, dialect),
-                Action.state.in_([sql_literal(state) for state in LIVE_STATES]),
-                Action.trigger == sql_literal("auto"),
+                IS_LIVE_AUTO_ACTION,
             )
             .order_by(Action.id)
         ).all()
