@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 from typing import Any
 
 from flask import jsonify
@@ -15,7 +14,7 @@ from hub import queries
 from hub.api import authenticate, current_store, db_session
 from hub.api.paging import cut, keyset
 from hub.models import Action, Attempt
-from schemas.actions import ActionDetailOut, ActionPage, ActionsQuery, EventPage, EventsQuery
+from schemas.actions import ActionDetailOut, ActionOut, ActionPage, ActionsQuery, EventPage, EventsQuery, action_out
 from schemas.common import MAX_ID
 
 blp = Blueprint("actions", __name__, description="The outbox: actions and the events sent.")
@@ -39,34 +38,8 @@ EVENT_COLUMNS = (
 )
 
 
-# What a row of /actions shows (ActionOut's fields), in its order; attempt_count goes out as "attempts".
-ACTION_FIELDS = (
-    "id",
-    "state",
-    "kind",
-    "app",
-    "channel",
-    "event_name",
-    "event_type",
-    "target",
-    "trigger",
-    "flow_id",
-    "trigger_id",
-    "scheduled_at",
-    "run_at",
-    "attempt_count",
-    "reason_code",
-    "reason_text",
-    "idempotency_key",
-    "last_status",
-    "created_at",
-    "updated_at",
-    "delivered_at",
-    "order_id",
-    "caused_by",
-)
-ACTION_DATES = frozenset(("scheduled_at", "run_at", "created_at", "updated_at", "delivered_at"))
-ACTION_KEYS = tuple("attempts" if name == "attempt_count" else name for name in ACTION_FIELDS)
+# What a row of /actions shows: ActionOut's columns (its dump is schemas.actions.action_out).
+ACTION_COLUMNS = tuple(getattr(Action, name) for name in ActionOut._declared_fields)
 
 
 def event_status(action: Any) -> str:
@@ -90,16 +63,9 @@ def list_actions(query: dict[str, Any]) -> Any:
     statement = queries.actions(current_store().id, query)
     # Plain rows of ActionOut's columns, and JSON built here rather than through ORM objects and marshmallow, as
     # for /events: tests/test_outbox.py checks the answer is exactly what ActionPage dumps of the same actions.
-    columns = [getattr(Action, name) for name in ACTION_FIELDS]
-    found = db_session().execute(keyset(statement.with_only_columns(*columns), Action.id, query)).all()
+    found = db_session().execute(keyset(statement.with_only_columns(*ACTION_COLUMNS), Action.id, query)).all()
     rows, cursor = cut(list(found), query["limit"])
-    data = [
-        {
-            key: (_iso(value) if name in ACTION_DATES else _plain(value))
-            for key, name, value in zip(ACTION_KEYS, ACTION_FIELDS, row, strict=True)
-        }
-        for row in rows
-    ]
+    data = [action_out(row) for row in rows]
     return jsonify({"data": data, "next_cursor": cursor})
 
 
@@ -183,7 +149,3 @@ def list_events(query: dict[str, Any]) -> Any:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-def _plain(value: Any) -> Any:
-    return value.value if isinstance(value, Enum) else value
