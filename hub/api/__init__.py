@@ -95,8 +95,10 @@ def runtime() -> Runtime:
 
 
 def db_session() -> Session:
+    """The request's session: a reader (hub.db.Database.reader) for a GET or HEAD, which only reads."""
     if "db_session" not in g:
-        g.db_session = runtime().db.session()
+        db = runtime().db
+        g.db_session = db.reader() if request.method in ("GET", "HEAD") else db.session()
     return g.db_session  # type: ignore[no-any-return]
 
 
