@@ -88,8 +88,8 @@ def _scripted_or_configured(integration: Integration) -> tuple[int | None, dict[
     rate = float(settings.get("failure_rate") or 0)
     if rate and random.random() < rate:
         return int(settings.get("failure_status") or 503), settings
-    status = settings.get("status")
-    return (int(status) if status else None), settings
+    configured = settings.get("status")
+    return (int(configured) if configured else None), settings
 
 
 def receive(

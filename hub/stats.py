@@ -120,9 +120,9 @@ def _from_counters(session: Session, store_id: int, f: dict[str, Any]) -> list[R
     if first is not None and last is not None and first >= last:  # not one whole hour: the actions are cheap
         return _from_actions(session, store_id, f)
     edges = []
-    if start is not None and EPOCH + first * HOUR > start:
+    if start is not None and first is not None and EPOCH + first * HOUR > start:
         edges.append({**f, "date_to": EPOCH + first * HOUR})
-    if end is not None and EPOCH + last * HOUR < end:
+    if end is not None and last is not None and EPOCH + last * HOUR < end:
         edges.append({**f, "date_from": EPOCH + last * HOUR})
     day = _day_number(session)
     parts = [
