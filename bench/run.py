@@ -62,6 +62,7 @@ class Setup:
     secret_key: str
     instance: Path
     stub_url: str
+    stub_pid: int = 0
     admin_url: str | None = None
     database_name: str | None = None
     results: dict[str, Any] = field(default_factory=dict)
@@ -106,6 +107,7 @@ def prepared(size: str) -> Iterator[Setup]:
         secret_key=Fernet.generate_key().decode(),
         instance=instance,
         stub_url=stub_url,
+        stub_pid=stub_process.pid or 0,
         admin_url=admin_url if admin else None,
         database_name=name,
     )
@@ -331,18 +333,20 @@ def ceiling(setup: Setup, events: int) -> dict[str, Any]:
     for p in processes:
         p.start()
     time.sleep(0.5)
-    cpu = _children_cpu()
+    cpu, stub_cpu = _children_cpu(), cpu_seconds([setup.stub_pid])
     began = time.perf_counter()
     start.set()
     for p in processes:
         p.join()
     elapsed = time.perf_counter() - began
     cpu_end = _children_cpu()  # the loops were reaped by join: their CPU is counted now
+    stub_cpu = cpu_seconds([setup.stub_pid]) - stub_cpu
     return {
         "events": per * WORKERS,
         "seconds": round(elapsed, 3),
         "events_per_second": round(per * WORKERS / elapsed, 1),
         "cpu_us_per_event": round((cpu_end - cpu) / (per * WORKERS) * 1e6),
+        "stub_cpu_us_per_event": round(stub_cpu / (per * WORKERS) * 1e6),
     }
 
 
@@ -385,7 +389,7 @@ def delivery_run(setup: Setup, events: int, app: str, **env: str) -> dict[str, A
     time.sleep(left - 0.5)
     worker_pids, dispatcher_pids = descendants(worker.pid), descendants(dispatcher.pid)
     cpu, pg_cpu = cpu_seconds(worker_pids + dispatcher_pids), cpu_seconds(postgres_pids(setup.database_name))
-    dispatcher_cpu = cpu_seconds(dispatcher_pids)
+    dispatcher_cpu, stub_cpu = cpu_seconds(dispatcher_pids), cpu_seconds([setup.stub_pid])
     began = due
     time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
     delivered = 0
@@ -402,6 +406,7 @@ def delivery_run(setup: Setup, events: int, app: str, **env: str) -> dict[str, A
     cpu = cpu_seconds(worker_pids + dispatcher_pids) - cpu
     dispatcher_cpu = cpu_seconds(dispatcher_pids) - dispatcher_cpu
     pg_cpu = cpu_seconds(postgres_pids(setup.database_name)) - pg_cpu
+    stub_cpu = cpu_seconds([setup.stub_pid]) - stub_cpu
     stop([worker, dispatcher])
     with rt.db.session() as session:
         attempts = session.scalar(text("SELECT count(*) FROM attempts"))
@@ -420,6 +425,7 @@ def delivery_run(setup: Setup, events: int, app: str, **env: str) -> dict[str, A
         "cpu_us_per_event": round(cpu / events * 1e6),
         "dispatcher_cpu_us_per_event": round(dispatcher_cpu / events * 1e6),  # included in cpu_us_per_event
         "postgres_cpu_us_per_event": round(pg_cpu / events * 1e6),
+        "stub_cpu_us_per_event": round(stub_cpu / events * 1e6),  # the platform's side, as in the ceiling
         "worker_peak_rss_mb": round(rss, 1),
     }
 
@@ -806,6 +812,14 @@ def main() -> None:
             results[figure]["ratio_to_ceiling"] = round(
                 results[figure]["events_per_second"] / results["ceiling"]["events_per_second"], 2
             )
+            # The same ratio by CPU per event, everything on the machine that served it (the clients or the hub's
+            # processes, PostgreSQL, the stub platform): what the rates would give with every core kept busy. It
+            # moves less than the rates when other work or the machine's own speed comes and goes during a run.
+            ours = sum(
+                results[figure][k] for k in ("cpu_us_per_event", "postgres_cpu_us_per_event", "stub_cpu_us_per_event")
+            )
+            bare = results["ceiling"]["cpu_us_per_event"] + results["ceiling"]["stub_cpu_us_per_event"]
+            results[figure]["cpu_ratio_to_ceiling"] = round(bare / ours, 2) if ours else None
     print(table(results))
     out = args.out or ROOT / "bench" / "results" / f"{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
