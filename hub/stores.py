@@ -73,6 +73,30 @@ def identify(session: Session, token: str, cache: TokenCache | None = None) -> t
     token_hash = _hash(token)
     now = datetime.now(UTC)
     entry = cache.get(token_hash) if cache is not None else None
+    return _identified(session, token_hash, entry, now, cache)
+
+
+def identify_cached(token: str, cache: TokenCache) -> tuple[Store, ApiToken] | None:
+    """``identify`` without the database: the answer when the token is in the cache and its last use needs no
+    write now, else None (then ``identify`` decides, with a session). A request served from the cache needs no
+    session at all."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    token_hash = _hash(token)
+    entry = cache.get(token_hash)
+    if entry is None or _last_use_due(entry, datetime.now(UTC)):
+        return None
+    return _rows(entry)
+
+
+def _last_use_due(entry: CachedToken, now: datetime) -> bool:
+    # Written at most once a minute per token, so a busy integration does not write on every call.
+    return entry.last_used_at is None or (now - entry.last_used_at).total_seconds() > LAST_USED_EVERY
+
+
+def _identified(
+    session: Session, token_hash: str, entry: CachedToken | None, now: datetime, cache: TokenCache | None
+) -> tuple[Store, ApiToken] | None:
     if entry is None:
         found = session.execute(
             select(ApiToken, Store)
@@ -91,12 +115,15 @@ def identify(session: Session, token: str, cache: TokenCache | None = None) -> t
             last_used_at=row.last_used_at,
             read_at=cache.clock() if cache is not None else 0.0,
         )
-    if entry.last_used_at is None or (now - entry.last_used_at).total_seconds() > LAST_USED_EVERY:
-        # Written at most once a minute per token, so a busy integration does not write on every call.
+    if _last_use_due(entry, now):
         session.execute(update(ApiToken).where(ApiToken.id == entry.token_id).values(last_used_at=now))
         entry = replace(entry, last_used_at=now)
     if cache is not None:
         cache.put(token_hash, entry)
+    return _rows(entry)
+
+
+def _rows(entry: CachedToken) -> tuple[Store, ApiToken]:
     store = Store(id=entry.store_id, name=entry.store_name, event_prefix=entry.event_prefix)
     return store, ApiToken(id=entry.token_id, store_id=entry.store_id, name=entry.token_name)
 

@@ -116,13 +116,17 @@ def authenticate() -> tuple[dict[str, Any], int] | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return error_response(401, "Send an API token: Authorization: Bearer <token>.")
-    session = db_session()
-    # Cached per process for a few seconds (hub.caches): a busy integration's calls skip this query.
-    found = stores.identify(session, token.strip(), runtime().caches.tokens)
+    # Cached per process for a few seconds (hub.caches): a busy integration's calls skip the query, and need no
+    # session for it (POST /triggers on PostgreSQL then uses none of the request's own).
+    cache = runtime().caches.tokens
+    found = stores.identify_cached(token.strip(), cache)
     if found is None:
-        return error_response(401, "The API token is not valid (or was revoked).")
-    if session.in_transaction():
-        session.commit()
+        session = db_session()
+        found = stores.identify(session, token.strip(), cache)
+        if found is None:
+            return error_response(401, "The API token is not valid (or was revoked).")
+        if session.in_transaction():
+            session.commit()
     g.store, g.actor = found[0], audit.token_actor(found[1])
     return None
 
