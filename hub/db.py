@@ -92,6 +92,10 @@ def sql_literal(value: str) -> ColumnElement[Any]:
     return literal_column("'" + str(value).replace("'", "''") + "'")
 
 
+# Session.info key: the psycopg connection of a session from Database.statements (see hub.pgraw.driver).
+DRIVER = "hub.driver"
+
+
 class Database:
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url
@@ -125,6 +129,28 @@ class Database:
             engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")  # shares the engine's pool
             self._readers = sessionmaker(engine, expire_on_commit=False)
         return self._readers()
+
+    @contextmanager
+    def statements(self) -> Iterator[Session]:
+        """A session whose statements each commit on their own on PostgreSQL (autocommit); elsewhere a plain one.
+
+        For work that writes in a single statement, atomic by itself (single-trigger ingest on PostgreSQL), which
+        then needs neither BEGIN nor COMMIT: two round trips fewer. Work that must write more than once opens a
+        transaction of its own on the driver connection (``hub.pgraw.atomic``). The caller still calls
+        ``commit()``: the transaction on SQLite, nothing on PostgreSQL. The session is bound to one connection,
+        checked out at once, whose psycopg connection ``hub.pgraw.driver`` then hands out without going through
+        the session's transaction machinery.
+        """
+        if not self.is_postgresql:
+            with self.sessionmaker() as session:
+                yield session
+            return
+        with (
+            self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
+            Session(bind=connection, expire_on_commit=False) as session,
+        ):
+            session.info[DRIVER] = connection.connection.driver_connection
+            yield session
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

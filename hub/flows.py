@@ -8,15 +8,14 @@ import json
 import operator
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from sqlalchemy import (
-    String,
     and_,
-    any_,
     bindparam,
     case,
     exists,
@@ -29,7 +28,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from hub import guards, pgcopy, pgraw, quiet
@@ -139,6 +137,10 @@ def ingest(
     before writing (whether the trigger was seen, the customer, the store's config version, and whether
     any suppression, order stopper, review or earlier action could concern it), then one statement each
     writes the customer (when new or changed), the trigger and its actions. The caller commits.
+
+    On PostgreSQL the customer, the trigger and its actions are one statement, so ingest can run on an autocommit
+    session (``Database.statements``: no BEGIN or COMMIT round trips); an order stopper, which also cancels
+    what waits for its order, then opens a transaction of its own for both.
     """
     key = dedupe_key(data, header_key)
     customer_in = data["customer"]
@@ -173,26 +175,36 @@ def ingest(
             return _race_lost(session, store.id, key)
 
     actions = build_actions(store, config, data, trigger)
-    cancelled = stop_order(session, store.id, data["type"], trigger.order_id) if data["type"] in ORDER_STOPPERS else 0
+    stopper = data["type"] in ORDER_STOPPERS
     known_empty = {name for name, found in front.concerns.items() if not found}
-    if data["type"] in ORDER_STOPPERS:
+    if stopper:
         known_empty.discard("stopped_orders")  # this very trigger stops its order
     if data["type"] == "review.submitted":
         known_empty.discard("reviewed")  # this very review counts
-    apply_guards(
-        session,
-        actions,
-        config.integrations_by_id(),
-        known_empty=known_empty,
-        quiet_hours={store.id: config.quiet_hours},
-    )
+
+    def schedule() -> int:
+        cancelled = stop_order(session, store.id, data["type"], trigger.order_id) if stopper else 0
+        apply_guards(
+            session,
+            actions,
+            config.integrations_by_id(),
+            known_empty=known_empty,
+            quiet_hours={store.id: config.quiet_hours},
+        )
+        return cancelled
+
     if postgresql:
         try:
-            _write_pg(session, front.customer, customer_in, trigger, actions)
+            # On an autocommit session the write is one statement, atomic by itself; a stopper also cancels what
+            # waits for its order, in the same transaction as the write.
+            with pgraw.atomic(session) if stopper else nullcontext():
+                cancelled = schedule()
+                _write_pg(session, front.customer, customer_in, trigger, actions)
         except psycopg.errors.UniqueViolation:
             # The same trigger arrived concurrently and won the race: answer with what it created.
             return _race_lost(session, store.id, key)
     else:
+        cancelled = schedule()
         insert_actions(session, actions)
     return Ingested(trigger=trigger, actions=actions, duplicate=False, cancelled=cancelled)
 
@@ -234,10 +246,9 @@ def _look_ahead_statement(fields: tuple[str, ...], with_order: bool, dialect: st
     checks: dict[str, Any] = {
         "suppressions": exists().where(
             Suppression.store_id == store_id,
-            # One array parameter on PostgreSQL: the statement's text does not depend on how many identities.
-            Suppression.value == any_(bindparam("values", type_=ARRAY(String)))
-            if dialect == "postgresql"
-            else Suppression.value.in_(bindparam("values", expanding=True)),
+            # One parameter per identity the shape has (guards.identities: as many as ``fields``), so the text is
+            # the same for every trigger of this shape, with no array for the driver to build.
+            Suppression.value.in_([bindparam(f"identity_{n}") for n in range(len(fields))]),
         ),
         "reviewed": exists().where(
             Trigger.store_id == store_id,
@@ -284,8 +295,9 @@ def _look_ahead_raw(fields: tuple[str, ...], with_order: bool) -> pgraw.RawState
 def _look_ahead(session: Session, store_id: int, key: str, customer: dict[str, Any], order_id: str | None) -> _Front:
     """Everything ingest reads before it writes, in one query."""
     fields = tuple(k for k in IDENTITY_FIELDS if customer.get(k))
-    params = {"store_id": store_id, "key": key, "values": guards.identities(target_of(customer))}
+    params = {"store_id": store_id, "key": key}
     params.update({k: customer[k] for k in fields})
+    params.update({f"identity_{n}": value for n, value in enumerate(guards.identities(target_of(customer)))})
     if order_id:
         params["order_id"] = order_id
     row: Mapping[str, Any] | None

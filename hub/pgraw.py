@@ -4,13 +4,15 @@ SQLAlchemy's execution of a Core statement costs several times what psycopg itse
 (looking up the compiled form by cache key, processing parameters, setting up the result): measured here, the
 ingest look-ahead took ~530 µs of CPU through ``Session.execute`` and ~130 µs through the driver. These run on
 the same connection and in the same transaction as the session (``session.connection()`` begins it), so the
-caller commits or rolls back through the session as usual. PostgreSQL only.
+caller commits or rolls back through the session as usual; on an autocommit session (``Database.statements``)
+each commits on its own, and ``atomic`` groups those that must go together. PostgreSQL only.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from sqlalchemy import Table
@@ -18,13 +20,29 @@ from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.orm import Session
 
 from hub import pgcopy
+from hub.db import DRIVER
 
 DIALECT = psycopg_dialect.dialect()
 
 
 def driver(session: Session) -> Any:
-    """The session's psycopg connection (beginning the session's transaction if it has none)."""
-    return session.connection().connection.driver_connection
+    """The session's psycopg connection (beginning the session's transaction if it has none).
+
+    A session of ``Database.statements`` (autocommit, bound to one connection) has it at hand: there is no
+    transaction to begin, so the session's machinery is skipped."""
+    found = session.info.get(DRIVER)
+    return found if found is not None else session.connection().connection.driver_connection
+
+
+def atomic(session: Session) -> AbstractContextManager[Any]:
+    """A transaction around statements that must be kept or lost together.
+
+    A session of ``Database.statements`` (autocommit) commits each statement on its own: this opens a
+    transaction on its driver connection (BEGIN, then COMMIT at the end of the block, or ROLLBACK on an exception).
+    A session in a transaction already (``Database.session``) needs nothing more: its caller commits.
+    """
+    connection = driver(session)
+    return connection.transaction() if connection.autocommit else nullcontext()
 
 
 class RawStatement:

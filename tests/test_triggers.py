@@ -177,7 +177,12 @@ def test_the_trigger_time_defaults_to_now(api: Api) -> None:
     assert before + timedelta(days=14) - timedelta(seconds=1) <= run_at <= datetime.now(UTC) + timedelta(days=14)
 
 
-def test_the_same_trigger_posted_twice_at_once_is_stored_once(api: Api, rt: Runtime) -> None:
+# Ingest in a session's transaction (its caller commits), and on an autocommit session (POST /triggers on PostgreSQL).
+SESSIONS = pytest.mark.parametrize("kind", ["session", "statements"])
+
+
+@SESSIONS
+def test_the_same_trigger_posted_twice_at_once_is_stored_once(api: Api, rt: Runtime, kind: str) -> None:
     import threading
 
     from hub import flows
@@ -191,7 +196,7 @@ def test_the_same_trigger_posted_twice_at_once_is_stored_once(api: Api, rt: Runt
 
     def post() -> None:
         barrier.wait()
-        with rt.db.session() as session:
+        with getattr(rt.db, kind)() as session:
             store = session.scalars(select(Store)).one()
             result = flows.ingest(session, store, data)
             session.commit()
@@ -240,8 +245,9 @@ def test_the_answer_to_a_trigger_is_what_trigger_out_would_dump_new_or_duplicate
         assert all(action_out(row) == ActionOut().dump(row) for row in rows)
 
 
+@SESSIONS
 def test_a_trigger_that_loses_the_race_after_its_look_ahead_answers_with_the_winners_actions(
-    api: Api, rt: Runtime, monkeypatch: Any
+    api: Api, rt: Runtime, monkeypatch: Any, kind: str
 ) -> None:
     from hub import flows
     from hub.models import Store
@@ -263,7 +269,7 @@ def test_a_trigger_that_loses_the_race_after_its_look_ahead_answers_with_the_win
         return real_store_config(*args, **kwargs)
 
     monkeypatch.setattr(flows, "store_config", winner_first)
-    with rt.db.session() as session:
+    with getattr(rt.db, kind)() as session:
         loser = flows.ingest(session, session.scalars(select(Store)).one(), data)
         session.commit()
     assert loser.duplicate and not winner[0].duplicate
