@@ -148,7 +148,7 @@ class Database:
         with self.engine.connect() as connection:
             # Autocommit set on the driver itself, not through execution_options (which sets it, and resets it on
             # return, through the dialect: ~10 µs more a request); put back before the pool has the connection again.
-            driver = connection.connection.driver_connection
+            driver: Any = connection.connection.driver_connection
             driver.autocommit = True
             try:
                 with Session(bind=connection, expire_on_commit=False) as session:

@@ -58,7 +58,7 @@ def test_the_connection_a_trigger_used_is_back_in_transaction_mode(api: Api, rt:
     rt.db.engine.pool.dispose()  # one pooled connection at a time from here: the trigger's is the next one's
     assert api.post("/api/v1/triggers", json=order_trigger()).status_code == 202
     with rt.db.engine.connect() as conn:
-        assert conn.connection.dbapi_connection.autocommit is False
+        assert conn.connection.driver_connection.autocommit is False  # type: ignore[union-attr]
 
 
 def test_a_trigger_served_from_the_token_cache_opens_no_request_session(
@@ -67,7 +67,12 @@ def test_a_trigger_served_from_the_token_cache_opens_no_request_session(
     api.post("/api/v1/triggers", json=order_trigger("0"))  # the token's first use is written, and it is cached
     opened: list[str] = []
     real = hub.api.db_session
-    monkeypatch.setattr(hub.api, "db_session", lambda: opened.append("session") or real())
+
+    def db_session() -> Any:
+        opened.append("session")
+        return real()
+
+    monkeypatch.setattr(hub.api, "db_session", db_session)
     assert api.post("/api/v1/triggers", json=order_trigger("1")).status_code == 202
     assert opened == []
 
