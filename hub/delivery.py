@@ -253,7 +253,8 @@ def _decide(
     outcome = target.connector.classify(response, error)
     status = response.status_code if response is not None else None
     excerpt = scrub(response.text) if response is not None else None
-    decision = _sent(rt, action, outcome, started, duration_ms, status, error, redact_text(request), excerpt)
+    answered = outbox.now()
+    decision = _sent(rt, action, outcome, started, duration_ms, status, error, redact_text(request), excerpt, answered)
     if error is not None and error.kind in ("timeout", "connection"):
         target.unanswered += 1
         target.retry_at = decision.values.get("run_at")
@@ -377,6 +378,9 @@ def _deliver_in_batches(rt: Runtime, actions: list[outbox.Delivering], target: T
         else:
             request = connector.build_batch_request([entry for _, entry, _, _ in members], settings)
         started, duration_ms, response, error = _send(rt, request)
+        # One moment for every event of the request (its answer): the members delivered together share their
+        # delivered_at, so their transition binds it once instead of as an array of a thousand timestamps.
+        answered = outbox.now()
         outcomes = connector.classify_batch(response, error, len(members))
         if len(outcomes) != len(members):
             raise RuntimeError(f"{connector!r}.classify_batch gave {len(outcomes)} outcomes for {len(members)} events")
@@ -402,7 +406,9 @@ def _deliver_in_batches(rt: Runtime, actions: list[outbox.Delivering], target: T
                     record = recorder.text(splice.body([text]), {"batch": batch})
                 else:
                     record = redact_text(connector.build_batch_request([entry], settings), {"batch": batch})
-                decisions.append(_sent(rt, each, outcome, started, duration_ms, status, error, record, excerpt))
+                decisions.append(
+                    _sent(rt, each, outcome, started, duration_ms, status, error, record, excerpt, answered)
+                )
     return decisions
 
 
@@ -416,9 +422,11 @@ def _sent(
     error: Exception | None,
     request: str,
     response: str | None,
+    answered: datetime,
 ) -> Decision:
-    """The decision for one action whose request went out (alone or in a batch), with its attempt."""
-    state, values = _next_state(rt, action, outcome)
+    """The decision for one action whose request went out (alone or in a batch), with its attempt. ``answered`` is
+    when the request's answer (or its error) came: the moment its outcome counts from."""
+    state, values = _next_state(rt, action, outcome, answered)
     values.update(attempt_count=action.attempt_count + 1, last_status=status)  # we hold the lease: no one else writes
     attempt = {
         "action_id": action.id,
@@ -449,8 +457,9 @@ def _take_token(rt: Runtime, bucket: str, rate: float, burst: float | None = Non
     return wait
 
 
-def _next_state(rt: Runtime, action: outbox.Delivering, outcome: Outcome) -> tuple[ActionState, dict[str, Any]]:
-    at = outbox.now()
+def _next_state(
+    rt: Runtime, action: outbox.Delivering, outcome: Outcome, at: datetime
+) -> tuple[ActionState, dict[str, Any]]:
     policy = rt.retry_policy
     if outcome.kind == OutcomeKind.DELIVERED:
         return ActionState.DELIVERED, {"delivered_at": at, "reason_code": None, "reason_text": None}

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import responses
-from sqlalchemy import delete, event, select, update
+from sqlalchemy import delete, event, func, select, update
 
 from connectors.http import redact
 from connectors.klaviyo import KlaviyoConnector
@@ -482,6 +482,44 @@ def test_a_batch_transition_gives_each_action_its_values_and_leaves_one_under_an
         ("delivered", 1 if same else 2, 202, at),
     ]
     assert (rows[2].state, rows[2].attempt_count, rows[2].delivered_at) == ("sending", 0, None)
+
+
+@responses.activate
+def test_the_events_of_one_bulk_request_are_delivered_at_the_moment_of_its_answer(rt: Runtime, tenant: Tenant) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    add_actions(rt, tenant, integration_id, customers(3))
+    responses.post(BULK_URL, status=202)
+
+    deliver_round(rt)
+
+    rows = actions(rt)
+    [delivered_at] = {a.delivered_at for a in rows}
+    [started_at] = {a.started_at for a in attempts(rt)}
+    assert delivered_at is not None and started_at <= delivered_at
+
+
+def test_a_transition_of_values_of_each_row_is_planned_for_its_arrays_however_often_it_runs(
+    rt: Runtime, tenant: Tenant
+) -> None:
+    """psycopg prepares a statement run five times; PostgreSQL's generic plan for the unnest join compares every
+    action with every row of the arrays. The transition asks for a plan of its own each time."""
+    if not rt.db.is_postgresql:
+        pytest.skip("plans and prepared statements are PostgreSQL's")
+    integration_id = connect_klaviyo(rt, tenant)
+    for round_ in range(7):
+        ids = add_actions(rt, tenant, integration_id, customers(3))
+        dispatch_once(rt)
+        [lease] = {a.lease_token for a in actions(rt) if a.id in ids}
+        changes = [(action_id, {"attempt_count": n + 1, "last_status": 202}) for n, action_id in enumerate(ids)]
+        with rt.db.transaction() as session:
+            moved = outbox.transition_many(
+                session, changes, expected=ActionState.SENDING, lease_token=lease, state=ActionState.DELIVERED
+            )
+            mode = session.scalar(select(func.current_setting("plan_cache_mode")))
+
+        assert moved == set(ids), round_
+        assert mode == "force_custom_plan"
+        assert [a.attempt_count for a in actions(rt) if a.id in ids] == [1, 2, 3]
 
 
 @responses.activate
