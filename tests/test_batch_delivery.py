@@ -555,6 +555,18 @@ def test_numbers_of_the_payload_reach_the_platform_as_they_were_stored(rt: Runti
 
 
 def test_the_workers_json_reader_reads_as_json_loads_does() -> None:
-    for text in ('{"a": [1, 2.5, null, true, "é"]}', '{"big": 123456789012345678901234567890}', "[1e400]", '"x"'):
-        assert outbox._json(text) == json.loads(text)
+    for text in (
+        '{"a": [1, 2.5, null, true, "é"]}',
+        '{"big": 123456789012345678901234567890}',
+        '{"big":-123456789012345678901234567890}',
+        '{"in": [1, 18446744073709551616]}',
+        '{"in": [18446744073709551616]}',
+        '{"after":\n\t 18446744073709551616}',
+        "18446744073709551616",
+        " -18446744073709551616",
+        '{"id": "1234567890123456789012345"}',
+        "[1e400]",
+        '"x"',
+    ):
+        assert json.dumps(outbox._json(text)) == json.dumps(json.loads(text)), text  # an int, not an equal float
     assert outbox._json(None) is None
