@@ -189,6 +189,8 @@ def first_failure(results: Iterable[GuardResult]) -> GuardResult | None:
     """The guard that decides: a hold wins over a skip (the app may come back and then the rest is judged), and
     both over quiet hours, which only move the action later."""
     failed = [r for r in results if not r.passed]
+    if not failed:  # the usual case: every guard passed
+        return None
     holds = [r for r in failed if r.hold]
     skips = [r for r in failed if not r.hold and r.until is None]
     decisive = holds or skips or failed
@@ -225,11 +227,20 @@ def _integration(s: Subject, integration: Integration | None) -> GuardResult:
     return GuardResult("integration_disconnected", True, f"{s.app} is connected", integration.state)
 
 
+_HAS_IDENTITY: dict[tuple[str, ...], GuardResult] = {}  # the passing result for each set of identities present
+
+
 def _identity(s: Subject, caps: Capabilities | None) -> GuardResult:
     needed = caps.identities if caps else ("email", "phone", "external_id")
-    present = sorted(k for k in needed if s.target.get(k))
+    target = s.target
+    present = tuple(sorted(k for k in needed if target.get(k)))
     if present:
-        return GuardResult("missing_identity", True, f"has {', '.join(present)}", present)
+        passed = _HAS_IDENTITY.get(present)
+        if passed is None:
+            passed = _HAS_IDENTITY[present] = GuardResult(
+                "missing_identity", True, f"has {', '.join(present)}", list(present)
+            )
+        return passed
     return GuardResult(
         "missing_identity", False, f"{s.app} needs one of: {', '.join(needed)}; the customer has none", list(needed)
     )
