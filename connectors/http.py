@@ -26,7 +26,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ReadTimeoutError
 
-from connectors.base import Request
+from connectors.base import Request, json_text
 
 REDACTED = "[redacted]"
 ALWAYS_REDACTED = {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"}
@@ -318,7 +318,9 @@ class Recorder:
         """The record of a request with this body (JSON text as ``json.dumps`` writes it) and ``extra`` keys."""
         if _holds_secret(body_text, self.secrets):
             body_text = json.dumps(_scrub(json.loads(body_text), self.secrets))
-        extra_text = json.dumps(extra)[1:-1]  # the keys and values as one object's members: one encoding, not two a key
+        # The keys and values as one object's members: one encoding, not two a key (orjson's where it writes the same
+        # values; its text has no spaces, which the json column keeps as it is and every reader parses alike).
+        extra_text = json_text(extra)[1:-1]
         return self.head + (", " + extra_text if extra_text else "") + ', "body": ' + body_text + "}"
 
 
