@@ -210,15 +210,18 @@ def ingest(
     return Ingested(trigger=trigger, actions=actions, duplicate=False, cancelled=cancelled)
 
 
-def _new_trigger(store: Store, data: dict[str, Any], key: str, order_id: str | None) -> NewTrigger:
-    """The trigger row to write (its id, and its customer's, come from the database)."""
+def _new_trigger(
+    store: Store, data: dict[str, Any], key: str, order_id: str | None, payload_text: str | None = None
+) -> NewTrigger:
+    """The trigger row to write (its id, and its customer's, come from the database). Its payload is the trigger as
+    JSON would give it back (``payload_text`` when the caller has it already)."""
     return NewTrigger(
         store_id=store.id,
         type=data["type"],
         dedupe_key=key,
         order_id=order_id,
         occurred_at=data.get("occurred_at") or datetime.now(UTC),
-        payload=json.loads(json.dumps(data, default=str)),
+        payload=json.loads(payload_text if payload_text is not None else json.dumps(data, default=str)),
         created_at=datetime.now(UTC),
     )
 
@@ -355,7 +358,8 @@ def _fold(
     have answered (it wrote nothing), for the usual path to follow."""
     customer = data["customer"]
     fields, params = _look_ahead_params(store.id, key, customer, order_id)
-    trigger = _new_trigger(store, data, key, order_id)
+    payload_text = json.dumps(data, default=str)  # encoded once: it is also what the statement writes
+    trigger = _new_trigger(store, data, key, order_id, payload_text)
     actions = build_actions(store, config, data, trigger)
     apply_guards(
         session,
@@ -372,11 +376,12 @@ def _fold(
     params.update({f"c_{name}": value for name, value in given.items()})
     triggers = table_of(Trigger)
     for name, value in zip(
-        FOLD_TRIGGER_COLUMNS,
-        pgraw.values(triggers, FOLD_TRIGGER_COLUMNS, [getattr(trigger, name) for name in FOLD_TRIGGER_COLUMNS]),
+        FOLD_TRIGGER_VALUES,
+        pgraw.values(triggers, FOLD_TRIGGER_VALUES, [getattr(trigger, name) for name in FOLD_TRIGGER_VALUES]),
         strict=True,
     ):
         params[f"t_{name}"] = value
+    params["t_payload"] = payload_text
     if actions:
         names, rows = action_rows(actions, skip=FOLD_ACTION_IDS)
         table = table_of(Action)
@@ -406,6 +411,7 @@ def _fold(
 # What the folded statement takes from the database rather than from its parameters: the trigger's id and its
 # customer's (from the sequences, or the customer found).
 FOLD_TRIGGER_COLUMNS = tuple(c.key for c in table_of(Trigger).c if c.key not in ("id", "customer_id"))
+FOLD_TRIGGER_VALUES = tuple(name for name in FOLD_TRIGGER_COLUMNS if name != "payload")  # the payload goes as text
 FOLD_ACTION_IDS = ("trigger_id", "customer_id")
 
 

@@ -69,6 +69,16 @@ def test_a_trigger_is_one_statement_that_reads_ahead_and_writes_committed_on_its
         actions = session.scalars(select(Action).where(Action.order_id == "1").order_by(Action.id)).all()
         assert [a.id for a in actions] == [a["id"] for a in answer.json["actions"]]
         assert {(a.trigger_id, a.customer_id) for a in actions} == {(trigger.id, trigger.customer_id)}
+        # The first trigger took the usual path: both stored the same payload, customer and kind of actions.
+        first = session.scalars(select(Trigger).where(Trigger.order_id == "0")).one()
+        assert trigger.payload == {**first.payload, "order": {**first.payload["order"], "id": "1"}}
+        assert trigger.customer_id == first.customer_id
+        earlier = session.scalars(select(Action).where(Action.order_id == "0").order_by(Action.id)).all()
+        same = ("state", "app", "event_name", "target", "run_at", "scheduled_at", "kind", "trigger", "flow_id")
+        assert [[getattr(a, k) for k in same] for a in actions] == [[getattr(a, k) for k in same] for a in earlier]
+        assert [a.payload["properties"] for a in actions] == [
+            {**a.payload["properties"], "order_id": "1"} for a in earlier
+        ]
 
 
 def test_the_first_trigger_of_a_process_reads_ahead_and_then_writes(
