@@ -141,7 +141,9 @@ def ingest(
 
     On PostgreSQL the customer, the trigger and its actions are one statement, so ingest can run on an autocommit
     session (``Database.statements``: no BEGIN or COMMIT round trips); an order stopper, which also cancels
-    what waits for its order, then opens a transaction of its own for both.
+    what waits for its order, then opens a transaction of its own for both. With the store's config in ``cache``
+    the look-ahead and the write are one statement too (``_fold``): one round trip for the usual trigger; when what
+    it reads does not allow that, it writes nothing and the path above follows from what it read.
     """
     key = dedupe_key(data, header_key)
     customer_in = data["customer"]
