@@ -393,12 +393,13 @@ def _fold(
         with psycopg.RawCursor(pgraw.driver(session)) as cursor:
             cursor.execute(statement.sql, [params[name] for name in statement.order])
             found = cursor.fetchall()
-            if statement.columns is None:
-                statement.columns = [column.name for column in cursor.description]
+            columns = statement.columns
+            if columns is None:  # psycopg builds the description's objects anew on every call
+                columns = statement.columns = [column.name for column in cursor.description or ()]
     except psycopg.errors.UniqueViolation:
         # The same trigger arrived concurrently and won the race: answer with what it created.
         return _race_lost(session, store.id, key)
-    first = dict(zip(statement.columns, found[0], strict=True))
+    first = dict(zip(columns, found[0], strict=True))
     if first["written_trigger_id"] is None:
         return _front_of(first)
     trigger.id = first["written_trigger_id"]
