@@ -496,8 +496,8 @@ def _numbered(sql: str) -> tuple[str, tuple[str, ...]]:
     """Named placeholders (``%(name)s``) as numbered ones (``$1``), and the names by number.
 
     psycopg converts a query's placeholders on every run, and caches the conversion only for a query under 4 kB and
-    50 parameters: this statement is longer, and its conversion cost ~150 µs a trigger. A RawCursor sends the text
-    as it is."""
+    50 parameters: this statement is longer, and its conversion cost ~95 µs a trigger (3.4 µs raw). A RawCursor
+    sends the text as it is."""
     if "%%" in sql:
         raise ValueError("a literal % would be sent doubled: the statement is sent as it is")
     numbers: dict[str, int] = {}
