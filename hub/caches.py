@@ -115,6 +115,11 @@ class StoreConfigCache:
         entry = self._entries.get(store_id)
         return entry if entry is not None and entry.version == version else None
 
+    def latest(self, store_id: int) -> StoreConfig | None:
+        """The store's config as last loaded, whatever its version: ingest writes with it on condition that the
+        version it was loaded at is still the store's (``hub.flows``), and reloads when it is not."""
+        return self._entries.get(store_id)
+
     def put(self, store_id: int, config: StoreConfig) -> None:
         with self._lock:
             if len(self._entries) >= MAX_ENTRIES:

@@ -1,19 +1,23 @@
-"""POST /triggers on PostgreSQL runs on an autocommit session (Database.statements): the look-ahead and one write
-statement, each its own transaction, with no BEGIN or COMMIT round trip; an order stopper's cancellation and its
-write still go together, in a transaction of their own."""
+"""POST /triggers on PostgreSQL runs on an autocommit session (Database.statements), with no BEGIN or COMMIT round
+trip. With the store's config cached, a trigger is one statement that reads ahead and writes only when what it reads
+allows it; otherwise (the first trigger of a process, a changed config, a duplicate, a suppression, an earlier
+action for the order...) it wrote nothing and the look-ahead's answer leads to the usual path: the guards' lookups
+and one write statement. An order stopper's cancellation and its write still go together, in a transaction of
+their own."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text, update
 
 import hub.api
 from hub import flows, pgraw
-from hub.models import Action, ActionState, Customer, Store, Trigger
+from hub.models import Action, ActionState, Customer, Integration, Store, Trigger
 from hub.runtime import Runtime
 from schemas.triggers import TriggerIn
 from tests.conftest import Api
@@ -38,7 +42,19 @@ def driver_statements(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     yield seen
 
 
-def test_a_trigger_is_a_look_ahead_and_one_write_each_committed_on_its_own(
+IDLE = psycopg.pq.TransactionStatus.IDLE
+
+
+def words(statements: list[tuple[str, bool, Any]]) -> list[str]:
+    return [word for word, _, _ in statements]
+
+
+def count(rt: Runtime, model: Any) -> int:
+    with rt.db.session() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_a_trigger_is_one_statement_that_reads_ahead_and_writes_committed_on_its_own(
     api: Api, rt: Runtime, driver_statements: list[tuple[str, bool, Any]]
 ) -> None:
     connect_two_apps(api)
@@ -46,10 +62,174 @@ def test_a_trigger_is_a_look_ahead_and_one_write_each_committed_on_its_own(
     driver_statements.clear()
     answer = api.post("/api/v1/triggers", json=order_trigger("1"))
     assert answer.status_code == 202 and len(answer.json["actions"]) == 2
-    idle = psycopg.pq.TransactionStatus.IDLE
-    assert driver_statements == [("SELECT", True, idle), ("WITH", True, idle)]  # no transaction was ever open
+    assert driver_statements == [("WITH", True, IDLE)]  # no transaction was ever open
     with rt.db.session() as session:  # another connection sees all of it
-        assert session.scalar(select(func.count()).select_from(Action).where(Action.order_id == "1")) == 2
+        trigger = session.get(Trigger, answer.json["id"])
+        assert trigger is not None and trigger.customer_id is not None
+        actions = session.scalars(select(Action).where(Action.order_id == "1").order_by(Action.id)).all()
+        assert [a.id for a in actions] == [a["id"] for a in answer.json["actions"]]
+        assert {(a.trigger_id, a.customer_id) for a in actions} == {(trigger.id, trigger.customer_id)}
+        # The first trigger took the usual path: both stored the same payload, customer and kind of actions.
+        first = session.scalars(select(Trigger).where(Trigger.order_id == "0")).one()
+        assert trigger.payload == {**first.payload, "order": {**first.payload["order"], "id": "1"}}
+        assert trigger.customer_id == first.customer_id
+        earlier = session.scalars(select(Action).where(Action.order_id == "0").order_by(Action.id)).all()
+        same = ("state", "app", "event_name", "target", "run_at", "scheduled_at", "kind", "trigger", "flow_id")
+        assert [[getattr(a, k) for k in same] for a in actions] == [[getattr(a, k) for k in same] for a in earlier]
+        assert [a.payload["properties"] for a in actions] == [
+            {**a.payload["properties"], "order_id": "1"} for a in earlier
+        ]
+
+
+def test_the_first_trigger_of_a_process_reads_ahead_and_then_writes(
+    api: Api, rt: Runtime, driver_statements: list[tuple[str, bool, Any]]
+) -> None:
+    connect_two_apps(api)
+    driver_statements.clear()
+    answer = api.post("/api/v1/triggers", json=order_trigger("1"))
+    assert answer.status_code == 202 and len(answer.json["actions"]) == 2
+    # The token, the look-ahead, the store's config: nothing cached to fold with. Then the write, on its own.
+    assert "SELECT" in words(driver_statements) and words(driver_statements).index("WITH") == len(driver_statements) - 1
+    assert driver_statements[-1] == ("WITH", True, IDLE)
+
+
+def test_a_trigger_after_a_config_change_writes_with_the_new_config(
+    api: Api, rt: Runtime, driver_statements: list[tuple[str, bool, Any]]
+) -> None:
+    connect_two_apps(api)
+    api.post("/api/v1/triggers", json=order_trigger("0"))
+    with rt.db.transaction() as session:  # another process pauses an app: the cached config is out of date
+        session.execute(update(Integration).where(Integration.app == "sandbox").values(state="paused"))
+    driver_statements.clear()
+    answer = api.post("/api/v1/triggers", json=order_trigger("1"))
+    assert answer.status_code == 202
+    states = {a["app"]: (a["state"], a["reason_code"]) for a in answer.json["actions"]}
+    assert states == {"sandbox": ("held", "integration_paused"), "webhook": ("pending", None)}
+    # The folded statement wrote nothing; the config is loaded again, then the usual write.
+    assert words(driver_statements)[0] == "WITH" and words(driver_statements)[-1] == "WITH"
+    assert "SELECT" in words(driver_statements)
+    assert count(rt, Trigger) == 2 and count(rt, Action) == 4 and count(rt, Customer) == 1
+
+
+@pytest.mark.parametrize(
+    ("first", "again", "headers"),
+    [
+        (order_trigger("9"), order_trigger("9"), {}),
+        (order_trigger("9"), order_trigger("10"), {"Idempotency-Key": "k-1"}),
+        (
+            {**order_trigger("9"), "type": "review.submitted", "review": {"id": "r-1", "rating": 5}},
+            {**order_trigger("10"), "type": "review.submitted", "review": {"id": "r-1", "rating": 4}},
+            {},
+        ),
+    ],
+    ids=["order", "idempotency key", "review"],
+)
+def test_a_duplicate_through_the_folded_statement_answers_200_with_the_first_actions(
+    api: Api,
+    rt: Runtime,
+    driver_statements: list[tuple[str, bool, Any]],
+    first: dict[str, Any],
+    again: dict[str, Any],
+    headers: dict[str, str],
+) -> None:
+    connect_two_apps(api)
+    api.post("/api/v1/triggers", json=order_trigger("0"))  # the store's config is cached
+    created = api.post("/api/v1/triggers", json=first, headers=headers)
+    assert created.status_code == 202
+    driver_statements.clear()
+    answer = api.post("/api/v1/triggers", json=again, headers=headers)
+    assert answer.status_code == 200 and answer.json["duplicate"] is True
+    assert answer.json["id"] == created.json["id"] and answer.json["actions"] == created.json["actions"]
+    assert words(driver_statements)[0] == "WITH" and "WITH" not in words(driver_statements)[1:]
+    assert count(rt, Trigger) == 2
+
+
+def test_a_suppressed_customer_is_written_by_the_usual_path_with_its_actions_skipped(
+    api: Api, rt: Runtime, driver_statements: list[tuple[str, bool, Any]]
+) -> None:
+    connect_two_apps(api)
+    api.post("/api/v1/triggers", json=order_trigger("0", customer={"email": "bo@example.com"}))
+    api.post("/api/v1/suppressions", json={"value": "ada@example.com"})
+    driver_statements.clear()
+    answer = api.post("/api/v1/triggers", json=order_trigger("1"))
+    assert answer.status_code == 202
+    assert {(a["state"], a["reason_code"]) for a in answer.json["actions"]} == {("skipped", "unsubscribed")}
+    # Written nothing the first time; the suppressions are read, then the write.
+    assert words(driver_statements) == ["WITH", "SELECT", "WITH"]
+    assert count(rt, Trigger) == 2 and count(rt, Action) == 4 and count(rt, Customer) == 2
+
+
+def test_a_second_action_for_the_same_order_is_skipped_as_a_duplicate_through_the_usual_path(
+    api: Api, rt: Runtime, driver_statements: list[tuple[str, bool, Any]]
+) -> None:
+    connect_two_apps(api)
+    api.post("/api/v1/triggers", json=order_trigger("1"))
+    driver_statements.clear()
+    answer = api.post("/api/v1/triggers", json=order_trigger("1"), headers={"Idempotency-Key": "another"})
+    assert answer.status_code == 202
+    assert {(a["state"], a["reason_code"]) for a in answer.json["actions"]} == {("skipped", "duplicate")}
+    assert words(driver_statements) == ["WITH", "SELECT", "WITH"]
+
+
+def test_the_folded_statement_updates_a_known_customer_only_with_what_is_new(api: Api, rt: Runtime) -> None:
+    if not rt.db.is_postgresql:
+        pytest.skip("the folded statement is PostgreSQL's")
+    connect_two_apps(api)
+    api.post("/api/v1/triggers", json=order_trigger("0"))
+    with rt.db.session() as session:
+        before = session.scalars(select(Customer)).one()
+    assert api.post("/api/v1/triggers", json=order_trigger("1")).status_code == 202  # nothing new about Ada
+    with rt.db.session() as session:
+        same = session.scalars(select(Customer)).one()
+        assert same.updated_at == before.updated_at
+    renamed = order_trigger("2", customer={"email": "ada@example.com", "last_name": "Lovelace"})
+    answer = api.post("/api/v1/triggers", json=renamed)
+    assert answer.status_code == 202
+    with rt.db.session() as session:
+        customer = session.scalars(select(Customer)).one()
+        assert (customer.first_name, customer.last_name, customer.phone) == ("Ada", "Lovelace", "+14155550123")
+        assert customer.updated_at > before.updated_at
+        trigger = session.get(Trigger, answer.json["id"])
+        assert trigger is not None and trigger.customer_id == customer.id
+
+
+def test_a_trigger_whose_folded_write_loses_the_race_answers_with_the_winners_actions(
+    api: Api, rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not rt.db.is_postgresql:
+        pytest.skip("the folded statement is PostgreSQL's")
+    connect_two_apps(api)
+    api.post("/api/v1/triggers", json=order_trigger("0"))  # the store's config is cached
+    data = order_trigger("race-3")
+    lost: list[str] = []
+    real_race_lost = flows._race_lost
+
+    def race_lost(*args: Any, **kwargs: Any) -> Any:
+        lost.append("lost")
+        return real_race_lost(*args, **kwargs)
+
+    monkeypatch.setattr(flows, "_race_lost", race_lost)
+    winner = rt.db.session()
+    won = flows.ingest(winner, winner.scalars(select(Store)).one(), TriggerIn().load(data))  # not committed yet
+    answers: list[Any] = []
+    thread = threading.Thread(target=lambda: answers.append(api.post("/api/v1/triggers", json=data)))
+    thread.start()
+    with rt.db.engine.connect() as watcher:  # the loser's statement waits on the winner's trigger row
+        for _ in range(600):
+            waiting = watcher.scalar(
+                text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'WITH%'")
+            )
+            watcher.rollback()
+            if waiting:
+                break
+            thread.join(0.05)
+    winner.commit()
+    winner.close()
+    thread.join()
+    assert lost == ["lost"]
+    assert answers[0].status_code == 200 and answers[0].json["duplicate"] is True
+    assert [a["id"] for a in answers[0].json["actions"]] == [a.id for a in won.actions]
+    assert count(rt, Trigger) == 2 and count(rt, Action) == 4 and count(rt, Customer) == 1
 
 
 def test_the_connection_a_trigger_used_is_back_in_transaction_mode(api: Api, rt: Runtime) -> None:

@@ -276,3 +276,20 @@ def test_a_trigger_that_loses_the_race_after_its_look_ahead_answers_with_the_win
     assert [a.id for a in loser.actions] == [a.id for a in winner[0].actions] and len(loser.actions) == 2
     with rt.db.session() as session:  # nothing of the loser's was kept, its new customer neither
         assert [session.scalar(select(func.count()).select_from(m)) for m in (Trigger, Action, Customer)] == [1, 2, 1]
+
+
+@pytest.mark.parametrize(
+    "external_id",
+    ["cus_1", "cüs_1", "cus\x7f1", "cus\u20281", 'cus"\\/1'],
+    ids=["ascii", "non-ascii", "delete", "line separator", "escapes"],
+)
+def test_the_answer_to_a_trigger_is_byte_for_byte_what_jsonify_writes(app: Flask, api: Api, external_id: str) -> None:
+    from flask import jsonify
+
+    connect_two_apps(api)
+    customer = {"email": "ada@example.com", "external_id": external_id}
+    answer = api.post("/api/v1/triggers", json=order_trigger(customer=customer))
+    assert answer.status_code == 202 and answer.json["actions"][0]["target"]["external_id"] == external_id
+    with app.app_context():
+        expected = jsonify(answer.json).get_data()
+    assert answer.get_data() == expected and answer.mimetype == "application/json"
