@@ -83,7 +83,7 @@ def read_ndjson(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
             continue
         try:
             yield number, json.loads(line)
-        except ValueError as error:
+        except json.JSONDecodeError as error:
             yield number, ItemError(f"Not valid JSON: {error.msg} at column {error.colno}.")
 
 
@@ -236,7 +236,7 @@ def ingest_many(
         )
         triggers.append((index, payload, trigger))
     inserted = _insert_triggers(session, [t for _, _, t in triggers])
-    lost = []
+    lost: list[str] = []
     for _, _, trigger in triggers:
         trigger.id = inserted.get(trigger.dedupe_key)  # type: ignore[assignment]
         if trigger.id is None:  # a concurrent request stored the same trigger first
@@ -279,7 +279,7 @@ def _existing_triggers(session: Session, store_id: int, keys: list[str]) -> dict
         statement = select(Trigger.dedupe_key, Trigger.id).where(
             Trigger.store_id == store_id, any_of(Trigger.dedupe_key, chunk, _dialect(session))
         )
-        found.update(tuple(row) for row in session.execute(statement))
+        found.update((key, trigger_id) for key, trigger_id in session.execute(statement))
     return found
 
 
@@ -429,7 +429,8 @@ def _stop_orders(session: Session, store_id: int, triggers: list[tuple[int, flow
                 .execution_options(synchronize_session=False)
             ).scalars()
             for order_id in rows:
-                counts[orders[order_id]] += 1
+                if order_id is not None:  # the statement names order ids: none is NULL
+                    counts[orders[order_id]] += 1
     return counts
 
 

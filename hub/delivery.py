@@ -555,7 +555,7 @@ def insert_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
     connection = session.connection()
     if connection.dialect.name != "postgresql":
         decoded = [{**row, "request": _value(row["request"])} for row in rows]
-        connection.execute(insert(Attempt.__table__), decoded)
+        connection.execute(insert(Attempt), decoded)
         return
     driver = connection.connection.driver_connection
     assert driver is not None

@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from hub import guards, pgcopy, pgraw, quiet
 from hub.caches import FlowConfig, StepConfig, StoreConfig, StoreConfigCache
@@ -171,12 +172,13 @@ def ingest(
         trigger.customer_id, trigger.id = customer_id, front.new_trigger_id
     else:
         trigger.customer_id = write_customer(session, store.id, front.customer, customer_in)
-        trigger.id = session.execute(
+        trigger_id = session.execute(
             insert_trigger_statement("sqlite"), columns_of(trigger, table_of(Trigger), skip=("id",))
         ).scalar()
-        if trigger.id is None:
+        if trigger_id is None:
             # The same trigger arrived concurrently and won the race: answer with what it created.
             return _race_lost(session, store.id, key)
+        trigger.id = trigger_id
 
     actions = build_actions(store, config, data, trigger)
     known_empty = {name for name, found in front.concerns.items() if not found}
@@ -251,8 +253,10 @@ def _customer_match(store_id: Any, customer: Any, fields: tuple[str, ...]) -> An
 def _look_ahead_statement(fields: tuple[str, ...], with_order: bool, dialect: str) -> Any:
     """The look-ahead query for one shape of trigger (which identities it has, whether it has an order),
     built once: building a statement costs more Python than running it."""
-    store_id, key, order_id = bindparam("store_id"), bindparam("key"), bindparam("order_id")
-    given = {k: bindparam(k) for k in fields}
+    store_id: BindParameter[Any] = bindparam("store_id")
+    key: BindParameter[Any] = bindparam("key")
+    order_id: BindParameter[Any] = bindparam("order_id")
+    given: dict[str, BindParameter[Any]] = {k: bindparam(k) for k in fields}
     table = table_of(Customer)
     found = (
         select(*(table.c[k] for k in ("id", *CUSTOMER_FIELDS)))

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def send_test_event(rt: Runtime, session: Session, store: Store, app: str, data: dict[str, Any]) -> Action:
     integration = integrations.get(session, store, app)
     at = outbox.now()
-    action = new_event_action(
+    action: Action = new_event_action(
         store,
         integration,
         name=data["event"],
@@ -49,7 +49,7 @@ def send_samples(rt: Runtime, session: Session, store: Store, app: str, target: 
         .order_by(Flow.id, FlowStep.position)
     ).all()
     at = outbox.now()
-    actions = []
+    actions: list[Action] = []
     for name, event_type, trigger in dict.fromkeys(steps):
         properties = {"store": store.name, "sample": True, "trigger": trigger, **SAMPLE_ORDER}
         if trigger == "review.submitted":

@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 from datetime import UTC
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
 from schemas.fastload import compile_loader
+
+if TYPE_CHECKING:
+    from marshmallow.types import UnknownOption
 
 TRIGGER_TYPES = ("order.fulfilled", "order.delivered", "order.cancelled", "order.refunded", "review.submitted")
 # These start no flow of their own: they cancel what is still waiting for their order.
@@ -91,7 +94,7 @@ class TriggerIn(ma.Schema):
         return loader(data)
 
     def load(  # type: ignore[override]
-        self, data: Any, *, many: bool | None = None, partial: Any = None, unknown: str | None = None
+        self, data: Any, *, many: bool | None = None, partial: Any = None, unknown: UnknownOption | None = None
     ) -> Any:
         """A valid trigger is loaded by ``fast_load``; anything it is not sure of, by marshmallow."""
         if many is None and partial is None and unknown is None and not self.many and not self.partial:

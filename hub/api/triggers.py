@@ -189,7 +189,7 @@ def _bulk_items() -> list[Any]:
             abort(400, message="The body is not valid JSON.")
         if not isinstance(body, dict) or not isinstance(body.get("triggers"), list):
             abort(422, errors={"triggers": ['Send the triggers as a list: {"triggers": [...]}.']})
-        items = body["triggers"]
+        items = body["triggers"]  # type: ignore[index]  # abort() raises: body is a dict here
     else:
         abort(415, message='Send JSON ({"triggers": [...]}) or NDJSON (application/x-ndjson, one trigger a line).')
     if not items:
