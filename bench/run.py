@@ -48,7 +48,7 @@ from hub.stores import create_store, create_token
 ROOT = Path(__file__).resolve().parent.parent
 SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 KLAVIYO_KEY = "pk_bench_0123456789abcdef0123456789"
-SIZES = {
+SIZES: dict[str, dict[str, Any]] = {
     "full": {"events": 20_000, "latency": 200, "rows": 1_000_000, "list_calls": 200, "ingest_seconds": 8.0},
     "smoke": {"events": 300, "latency": 10, "rows": 5_000, "list_calls": 10, "ingest_seconds": 1.0},
 }
@@ -161,7 +161,7 @@ def seed_actions(setup: Setup, store_id: int, integration_id: int, count: int, r
         store = session.get(Store, store_id)
         integration = session.get(Integration, integration_id)
         assert store and integration
-        template = new_event_action(
+        template: Action = new_event_action(
             store,
             integration,
             name="Review Request",
@@ -309,7 +309,7 @@ def _post_loop(url: str, headers: dict[str, str], body: bytes, count: int, start
 def ceiling(setup: Setup, events: int) -> dict[str, Any]:
     """Bare requests.Session loops posting the webhook's own bodies, one event per request, one per worker."""
     connector = WebhookConnector()
-    template = new_event_action(
+    template: Action = new_event_action(
         Store(id=1, name="Bench", event_prefix="Bench"),
         Integration(id=1, app="webhook", state="connected"),
         name="Review Request",
@@ -554,8 +554,8 @@ def p4(setup: Setup, rows: int, calls: int) -> dict[str, Any]:
         api = requests.Session()
         api.headers["Authorization"] = f"Bearer {token}"
         cases: dict[str, Callable[[], requests.Response]] = {
-            "events_page": lambda: api.get(f"{url}/api/v1/events", params={"app": "webhook", "limit": 50}),
-            "actions_failed_page": lambda: api.get(f"{url}/api/v1/actions", params={"state": "failed", "limit": 50}),
+            "events_page": lambda: api.get(f"{url}/api/v1/events", params={"app": "webhook", "limit": "50"}),
+            "actions_failed_page": lambda: api.get(f"{url}/api/v1/actions", params={"state": "failed", "limit": "50"}),
         }
         cursor = api.get(f"{url}/api/v1/events", params={"limit": 50}).json()["next_cursor"]
         cases["events_deep_page"] = lambda: api.get(f"{url}/api/v1/events", params={"limit": 50, "cursor": cursor})
