@@ -709,8 +709,8 @@ def _write_pg(
             params += pgraw.values(table, names, row)
     *ctes, main = parts
     sql = ("WITH " + ", ".join(f"w{n} AS ({cte})" for n, cte in enumerate(ctes)) + " " if ctes else "") + main
-    with pgraw.driver(session).cursor() as cursor:
-        cursor.execute(sql, params)
+    with psycopg.RawCursor(pgraw.driver(session)) as cursor:
+        cursor.execute(pgraw.numbered(sql), params)
         if actions:
             ids = dict((key, action_id) for action_id, key in cursor.fetchall())
             for action in actions:

@@ -298,3 +298,13 @@ def test_atomic_opens_a_transaction_only_on_an_autocommit_session(rt: Runtime) -
             session.scalar(select(func.count()).select_from(Customer))
         assert session.in_transaction()  # left to the caller, who commits
         session.rollback()
+
+
+def test_numbered_gives_each_positional_placeholder_its_number_in_order() -> None:
+    sql = "INSERT INTO t (a, b) VALUES (%s::integer, %s::text), (%s::integer, %s)"
+    assert pgraw.numbered(sql) == "INSERT INTO t (a, b) VALUES ($1::integer, $2::text), ($3::integer, $4)"
+
+
+def test_numbered_refuses_a_text_that_psycopg_would_have_unescaped() -> None:
+    with pytest.raises(ValueError, match="only %s placeholders"):
+        pgraw.numbered("SELECT 'a%%' LIKE %s")
