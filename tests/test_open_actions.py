@@ -59,6 +59,7 @@ def test_open_actions_follow_ingest_claims_every_outcome_and_the_retry_back_to_p
     connect_webhook(api)
     sandbox(api)
     responses.add(responses.POST, HOOK_URL, status=503)  # a retry: back to pending, run_at ahead
+    responses.add(responses.POST, HOOK_URL, status=429, headers={"Retry-After": "30"})  # a wait, no attempt spent
     responses.add(responses.POST, HOOK_URL, status=202)
     responses.add(responses.POST, HOOK_URL, status=400)  # a permanent failure
     for n in range(3):
