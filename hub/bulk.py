@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub import audit, operations, queries
-from hub.models import Action, ActionState, BulkOperation
+from hub.models import OPEN_STATES, Action, ActionState, BulkOperation
 from hub.operations import BULK_ALLOWED, OperationError
 from hub.outbox import new_lease, now
 from schemas.common import MAX_ID
@@ -204,6 +204,12 @@ def next_chunk(session: Session, op: BulkOperation, after: int) -> list[int]:
         start = bisect.bisect_right(ids, after)
         return ids[start : start + CHUNK]
     f = _filter_schema.load(op.params.get("filter") or {})
+    allowed = BULK_ALLOWED[op.operation]
+    if set(allowed) <= set(OPEN_STATES):  # found through open_actions, not by walking the store's closed actions
+        wanted = [state for state in allowed if state in (queries.states_of(f) or allowed)]
+        if not wanted:
+            return []
+        f = {**f, "state": wanted}
     statement = select(Action.id).where(
         *queries.conditions(op.store_id, f),
         *applicable(op.operation, now()),

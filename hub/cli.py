@@ -391,16 +391,20 @@ def _row(action: Any) -> str:
 def outbox_list(store_id: int, view: str, filters: tuple[str, ...], limit: int) -> None:
     """List actions: the Queue (soonest first), Incomplete, or all (newest first)."""
     from hub import queries
-    from hub.models import Action
+    from hub.models import OPEN_STATES, Action
 
     f = _filter(filters)
     if view != "all" and not f.get("state"):
         f["state"] = ["pending", "held"] if view == "queue" else ["cancelled", "skipped", "failed"]
     with runtime().db.session() as session:
         _store(session, store_id)
-        statement = queries.actions(store_id, f)
-        order = (Action.run_at, Action.id) if view == "queue" else (Action.id.desc(),)
-        for action in session.scalars(statement.order_by(*order).limit(limit)):
+        if view == "queue" and set(queries.states_of(f)) <= set(OPEN_STATES):
+            statement = queries.queue(store_id, f).order_by(*queries.QUEUE_ORDER)
+        elif view == "queue":
+            statement = queries.actions(store_id, f).order_by(Action.run_at, Action.id)
+        else:
+            statement = queries.actions(store_id, f).order_by(Action.id.desc())
+        for action in session.scalars(statement.limit(limit)):
             click.echo(_row(action))
 
 

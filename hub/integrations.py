@@ -21,7 +21,7 @@ from connectors import registry
 from connectors.base import MASK, Connector, ConnectorError, mask
 from connectors.http import TransportError
 from hub import outbox, sandbox
-from hub.models import Action, ActionState, Integration, IntegrationState, Store
+from hub.models import Action, ActionState, Integration, IntegrationState, OpenAction, Store
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
@@ -87,6 +87,7 @@ def _load(schema: type[ma.Schema], data: dict[str, Any], prefix: str) -> dict[st
         raise IntegrationError(422, "validation_error", f"Invalid {prefix}.", {prefix: messages}) from None
 
 
+WAITING = (ActionState.PENDING, ActionState.HELD)  # what a disconnect skips
 VERIFY_MAX_WAIT = 1.0  # seconds a request waits for a verify token before answering 429
 
 
@@ -206,7 +207,11 @@ def disconnect(session: Session, store: Store, app: str) -> None:
     integration.credentials = ""  # a disconnected app keeps no secret
     session.execute(
         update(Action)
-        .where(Action.integration_id == integration.id, Action.state.in_((ActionState.PENDING, ActionState.HELD)))
+        .where(
+            Action.id.in_(outbox.open_ids(OpenAction.integration_id == integration.id, OpenAction.state.in_(WAITING))),
+            Action.integration_id == integration.id,
+            Action.state.in_(WAITING),
+        )
         .values(
             state=ActionState.SKIPPED,
             reason_code="integration_disconnected",

@@ -238,15 +238,10 @@ class Action(Base):
     __tablename__ = "actions"
     __table_args__ = (
         UniqueConstraint("store_id", "idempotency_key"),
-        # Partial indexes for the scans that only look at live rows: an action leaves them once it is delivered
-        # (or failed, skipped, cancelled), and every update of a row adds entries only to the indexes it is in.
-        Index("ix_actions_due", "run_at", **partial("state = 'pending'")),  # the dispatcher's due scan
-        # Lost leases. Not partial on the state: a worker's own reads name state = 'sending' (migration 0009).
-        Index("ix_actions_leased", "lease_expires_at", **partial("lease_expires_at IS NOT NULL")),
-        Index("ix_actions_queue", "store_id", "run_at", "id", **partial("state IN ('pending', 'held')")),  # Queue
+        # No index names state, run_at or lease_expires_at: the scans of open actions (due, lost leases, the Queue,
+        # an integration's waiting actions) read OpenAction, so a transition (a claim, an outcome) changes no indexed
+        # column here and PostgreSQL can make it a HOT update (migration 0011; the table has fillfactor 50 there).
         Index("ix_actions_store_id", "store_id", "id"),
-        # Holding, releasing and disconnecting an integration only touch its pending and held actions.
-        Index("ix_actions_integration_state", "integration_id", "state", **partial("state IN ('pending', 'held')")),
         Index("ix_actions_trigger_id", "trigger_id"),
         Index("ix_actions_store_order", "store_id", "order_id"),
         Index("ix_actions_store_customer", "store_id", "customer_id"),
@@ -292,6 +287,38 @@ class Action(Base):
     ignore_quiet_hours: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     attempts: Mapped[list[Attempt]] = relationship(order_by="Attempt.id", lazy="raise", viewonly=True)
+
+
+class OpenAction(Base):
+    """One row per action in an open state (pending, held, queued, sending): the columns the outbox's scans
+    look for (due, lost leases, the Queue, an integration's waiting actions), in a narrow table of its own.
+
+    Kept exact by database triggers on ``actions`` (hub.open_actions) in the writer's transaction: an action
+    enters with its insert or when it is reopened (a retry, a release, a restore, a replay), follows every change
+    of its run_at, state, lease or integration while open, and leaves when it closes or is deleted. Code only
+    reads it. Indexing these columns here rather than on ``actions`` lets a claim and an outcome rewrite the
+    action row without touching any of its indexes (a HOT update on PostgreSQL): only this table's narrow row
+    and its entries are rewritten.
+    """
+
+    __tablename__ = "open_actions"
+    __table_args__ = (
+        Index("ix_open_actions_due", "run_at", **partial("state = 'pending'")),  # the dispatcher's due scan
+        # Lost leases: a lease is set in sending (and queued, from earlier versions) and cleared on leaving it.
+        Index("ix_open_actions_leased", "lease_expires_at", **partial("lease_expires_at IS NOT NULL")),
+        Index("ix_open_actions_queue", "store_id", "run_at", "action_id", **partial("state IN ('pending', 'held')")),
+        # Holding, releasing and disconnecting an integration.
+        Index("ix_open_actions_integration", "integration_id", "state"),
+    )
+
+    # No foreign key: the delete trigger takes the row away with its action, and a key would look up and lock
+    # the action row on every insert here (each new action, each retry).
+    action_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    store_id: Mapped[int] = mapped_column(Integer)
+    integration_id: Mapped[int | None] = mapped_column(Integer)
+    run_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16))
+    lease_expires_at: Mapped[datetime | None]
 
 
 class ActionCount(Base):

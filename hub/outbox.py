@@ -13,6 +13,14 @@ is conditional on the same token. ``queued`` is left from earlier versions (jobs
 
 Claims use FOR UPDATE SKIP LOCKED on PostgreSQL; on SQLite (which has no row locks and silently
 drops SKIP LOCKED) the same conditional UPDATE runs alone, since SQLite serialises writers.
+
+The scans for open actions (due, lost leases, an integration's pending or held ones) read ``open_actions``
+(hub.models.OpenAction), a narrow copy of the open actions' run_at, state, lease and integration that triggers
+on ``actions`` keep exact (hub.open_actions); code never writes it. No index of ``actions`` names a column a
+transition changes, so on PostgreSQL a claim and an outcome rewrite the action row as a HOT update (the table
+keeps half of each page free for them, migration 0011) and only the narrow row and its index entries are
+rewritten beside it. The transitions themselves are unchanged: conditional UPDATEs of ``actions``, whose row
+counts say what moved.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from hub.db import Database
-from hub.models import Action, ActionState
+from hub.models import Action, ActionState, OpenAction
 
 
 def now() -> datetime:
@@ -106,21 +114,27 @@ class Claimed(NamedTuple):
     lease: str | None = None  # the claim's lease token, handed to the worker in the job
 
 
-def _due(at: Any):  # type: ignore[no-untyped-def]
-    return and_(Action.state == ActionState.PENDING, Action.run_at <= at)
+def _due(at: Any, row: Any = Action):  # type: ignore[no-untyped-def]
+    return and_(row.state == ActionState.PENDING, row.run_at <= at)
 
 
-def _lease_lost(at: Any):  # type: ignore[no-untyped-def]
+def _lease_lost(at: Any, row: Any = Action):  # type: ignore[no-untyped-def]
     # A job lost with Redis, or a worker killed mid-delivery: its lease runs out and it is claimed again.
-    return and_(Action.state.in_((ActionState.QUEUED, ActionState.SENDING)), Action.lease_expires_at < at)
+    return and_(row.state.in_((ActionState.QUEUED, ActionState.SENDING)), row.lease_expires_at < at)
+
+
+def open_ids(*conditions: Any) -> Any:
+    """The ids of open actions matching ``conditions`` on OpenAction: a subquery for ``Action.id.in_(…)``, served
+    by the indexes of open_actions (those of actions name no state)."""
+    return select(OpenAction.action_id).where(*conditions)
 
 
 def claim_due(db: Database, limit: int, lease_seconds: float, at: datetime | None = None) -> list[Claimed]:
     """Claim up to ``limit`` due actions for the dispatcher: state → sending, under a fresh lease whose token
     goes into the jobs. The lease covers the wait in the queue and the delivery (``lease_seconds``).
 
-    Lost leases first, then pending actions soonest first: two statements, each served by its own partial
-    index (ix_actions_leased, ix_actions_due), in one transaction.
+    Lost leases first, then pending actions soonest first: two statements, each finding its candidates through
+    a partial index of open_actions (ix_open_actions_leased, ix_open_actions_due), in one transaction.
     """
     at = at or now()
     token = new_lease()
@@ -139,9 +153,9 @@ def claim_due(db: Database, limit: int, lease_seconds: float, at: datetime | Non
 
 
 def next_due(db: Database) -> datetime | None:
-    """When the soonest pending action comes due (the first entry of ix_actions_due), or None."""
+    """When the soonest pending action comes due (the first entry of ix_open_actions_due), or None."""
     with db.session() as session:
-        moment = session.scalar(select(func.min(Action.run_at)).where(Action.state == ActionState.PENDING))
+        moment = session.scalar(select(func.min(OpenAction.run_at)).where(OpenAction.state == ActionState.PENDING))
     return _aware(moment) if moment is not None else None
 
 
@@ -149,13 +163,25 @@ def next_due(db: Database) -> datetime | None:
 def _claim_statements(postgresql: bool) -> tuple[Any, ...]:
     at = bindparam("at", type_=Action.run_at.type)
     statements = []
-    for condition, order in ((_lease_lost(at), Action.lease_expires_at), (_due(at), Action.run_at)):
-        ids = select(Action.id).where(condition).order_by(order).limit(bindparam("room"))
+    for scan, order in ((_lease_lost, OpenAction.lease_expires_at), (_due, OpenAction.run_at)):
+        condition = scan(at)
         if postgresql:
+            # Candidates from open_actions' index, in its order; the rows locked (and skipped when locked) are the
+            # actions', as every writer of actions locks them before its trigger writes open_actions: locking the
+            # open_actions rows first would deadlock with a cancel or an outcome of the same action.
+            ids = (
+                select(Action.id)
+                .join(OpenAction, OpenAction.action_id == Action.id)
+                .where(scan(at, OpenAction), condition)
+                .order_by(order)
+                .limit(bindparam("room"))
+                .with_for_update(of=Action, skip_locked=True)
+            )
             # = ANY(ARRAY(subquery)): the ids are picked once, then fetched by primary key. With IN (subquery)
             # the planner may run the subquery once per candidate row (seen on a table not yet analyzed).
-            picked = Action.id == any_(func.array(ids.with_for_update(skip_locked=True).scalar_subquery()))
+            picked = Action.id == any_(func.array(ids.scalar_subquery()))
         else:
+            ids = select(OpenAction.action_id).where(scan(at, OpenAction)).order_by(order).limit(bindparam("room"))
             picked = Action.id.in_(ids.scalar_subquery())
         statements.append(
             update(Action)
@@ -202,8 +228,8 @@ def read_for_delivery(session: Session, ids: list[int], lease: str, lease_second
     at = now()
     mine = (id_in(session, ids), Action.state == ActionState.SENDING, Action.lease_token == lease)
     connection = session.connection()  # Core rows: the ORM adds nothing to a select of columns
-    # The expiry is checked here rather than in SQL: a condition on lease_expires_at would draw the planner to
-    # ix_actions_leased, which holds every action in flight, instead of the primary key (migration 0009).
+    # The expiry is checked here rather than in SQL (migration 0009: a condition on lease_expires_at drew the planner
+    # to the lease index, which held every action in flight; that index is open_actions' now, migration 0011).
     rows = [
         row
         for row in connection.execute(select(Action.lease_expires_at, *_READ_COLUMNS).where(*mine)).all()
@@ -345,9 +371,10 @@ def id_in(session: Session, ids: list[int]) -> Any:
 
 def hold_integration(session: Session, integration_id: int, reason_code: str, reason_text: str) -> int:
     """Hold every pending action of an integration (credentials rejected, paused). Returns how many."""
+    pending = open_ids(OpenAction.integration_id == integration_id, OpenAction.state == ActionState.PENDING)
     result = session.execute(
         update(Action)
-        .where(Action.integration_id == integration_id, Action.state == ActionState.PENDING)
+        .where(Action.id.in_(pending), Action.integration_id == integration_id, Action.state == ActionState.PENDING)
         .values(state=ActionState.HELD, reason_code=reason_code, reason_text=reason_text, updated_at=now())
         .execution_options(synchronize_session=False)
     )
@@ -362,7 +389,8 @@ def release_integration(session: Session, integration_id: int, policy: str = "al
     over the next ``hours``. Actions whose time is still ahead keep it.
     """
     at = now()
-    held = (Action.integration_id == integration_id, Action.state == ActionState.HELD)
+    waiting = open_ids(OpenAction.integration_id == integration_id, OpenAction.state == ActionState.HELD)
+    held = (Action.id.in_(waiting), Action.integration_id == integration_id, Action.state == ActionState.HELD)
     if policy == "skip_older_than" and hours:
         session.execute(
             update(Action)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, String, cast, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from hub.models import Action, Trigger
+from hub.models import OPEN_STATES, Action, OpenAction, Trigger
 
 DATE_COLUMNS: dict[str, InstrumentedAttribute[Any]] = {
     "created": Action.created_at,
@@ -23,11 +23,33 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
+def states_of(f: dict[str, Any]) -> list[str]:
+    """The states a filter names (none: any state)."""
+    if not f.get("state"):
+        return []
+    return list(f["state"]) if isinstance(f["state"], list) else [f["state"]]
+
+
 def conditions(store_id: int, f: dict[str, Any]) -> list[ColumnElement[bool]]:
-    """The WHERE clauses of a filter, always scoped to one store."""
+    """The WHERE clauses of a filter, always scoped to one store.
+
+    A filter on open states only (pending, held, queued, sending) also picks the ids from open_actions: no index
+    of actions names the state, and a store's open actions are few beside its delivered ones."""
+    where = _conditions(store_id, f)
+    states = states_of(f)
+    if states and set(states) <= set(OPEN_STATES):
+        where.append(
+            Action.id.in_(
+                select(OpenAction.action_id).where(OpenAction.store_id == store_id, OpenAction.state.in_(states))
+            )
+        )
+    return where
+
+
+def _conditions(store_id: int, f: dict[str, Any]) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = [Action.store_id == store_id]
-    if f.get("state"):
-        where.append(Action.state.in_(f["state"]) if isinstance(f["state"], list) else Action.state == f["state"])
+    if states := states_of(f):
+        where.append(Action.state.in_(states) if len(states) > 1 else Action.state == states[0])
     for name in ("kind", "app", "trigger", "order_id", "caused_by"):
         if f.get(name):
             where.append(getattr(Action, name) == f[name])
@@ -60,6 +82,22 @@ def conditions(store_id: int, f: dict[str, Any]) -> list[ColumnElement[bool]]:
 
 def actions(store_id: int, f: dict[str, Any]) -> Select[Any]:
     return select(Action).where(*conditions(store_id, f))
+
+
+def queue(store_id: int, f: dict[str, Any]) -> Select[Any]:
+    """The Queue's rows (the filter's states, pending and held by default), to be ordered by ``QUEUE_ORDER``
+    (soonest first): walked in the order of open_actions' queue index, each action fetched by its key, however
+    many closed actions the store has."""
+    states = states_of(f) or ["pending", "held"]
+    return (
+        select(Action)
+        .join(OpenAction, OpenAction.action_id == Action.id)
+        .where(*_conditions(store_id, {**f, "state": states}), OpenAction.store_id == store_id)
+        .where(OpenAction.state.in_(states))
+    )
+
+
+QUEUE_ORDER = (OpenAction.run_at, OpenAction.action_id)  # the same values as the action's run_at and id
 
 
 def ids_in_batches(

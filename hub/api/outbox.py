@@ -78,12 +78,13 @@ def rows(actions: list[Action]) -> list[dict[str, Any]]:
 def queue(query: dict[str, Any]) -> Any:
     """The Queue: pending and held actions, soonest first, through the shared filter."""
     f = {**query, "state": query.get("state") or list(QUEUE_STATES)}
-    statement = queries.actions(current_store().id, f)
+    statement = queries.queue(current_store().id, f)
     if query.get("cursor"):
         micros, last_id = query["cursor"]
         at = EPOCH + timedelta(microseconds=micros)
-        statement = statement.where(or_(Action.run_at > at, and_(Action.run_at == at, Action.id > last_id)))
-    found = list(db_session().scalars(statement.order_by(Action.run_at, Action.id).limit(query["limit"] + 1)))
+        run_at, action_id = queries.QUEUE_ORDER
+        statement = statement.where(or_(run_at > at, and_(run_at == at, action_id > last_id)))
+    found = list(db_session().scalars(statement.order_by(*queries.QUEUE_ORDER).limit(query["limit"] + 1)))
     more = len(found) > query["limit"]
     found = found[: query["limit"]]
     cursor = None
