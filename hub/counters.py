@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, text, tuple_
 from sqlalchemy.orm import Session
 
+from hub import dbtriggers
 from hub.models import ActionCount
 
 OPEN_STATES_SQL = "('pending', 'held', 'queued', 'sending')"
@@ -135,30 +136,19 @@ def install(connection: Connection, *, backfill: bool = True) -> None:
     uninstall(connection)
     if backfill:
         connection.execute(text("DELETE FROM action_counts"))
-    for statement in POSTGRESQL if connection.dialect.name == "postgresql" else SQLITE:
+    for statement in POSTGRESQL if dbtriggers.is_postgresql(connection) else SQLITE:
         connection.execute(text(statement))
     if backfill:
         connection.execute(text(BACKFILL[connection.dialect.name]))
 
 
 def uninstall(connection: Connection) -> None:
-    for name in TRIGGER_NAMES:
-        connection.execute(text(f"DROP TRIGGER IF EXISTS {name}" + (" ON actions" if _pg(connection) else "")))
-        if _pg(connection):
-            connection.execute(text(f"DROP FUNCTION IF EXISTS {name}()"))
-
-
-def _pg(connection: Connection) -> bool:
-    return connection.dialect.name == "postgresql"
+    dbtriggers.drop(connection, TRIGGER_NAMES)
 
 
 def installed(connection: Connection) -> set[str]:
     """The counter triggers present on ``actions``."""
-    if _pg(connection):
-        query = "SELECT tgname FROM pg_trigger WHERE tgrelid = 'actions'::regclass AND NOT tgisinternal"
-    else:
-        query = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'actions'"
-    return {name for (name,) in connection.execute(text(query))} & set(TRIGGER_NAMES)
+    return dbtriggers.present(connection, TRIGGER_NAMES)
 
 
 def compact(session: Session, keys: int = COMPACT_KEYS) -> int:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, text
 
+from hub import dbtriggers
 from hub.counters import OPEN_STATES_SQL
 
 TRIGGER_NAMES = ("open_actions_insert", "open_actions_update", "open_actions_delete")
@@ -117,27 +118,16 @@ def install(connection: Connection, *, backfill: bool = True) -> None:
     uninstall(connection)
     if backfill:
         connection.execute(text("DELETE FROM open_actions"))
-    for statement in POSTGRESQL if _pg(connection) else SQLITE:
+    for statement in POSTGRESQL if dbtriggers.is_postgresql(connection) else SQLITE:
         connection.execute(text(statement))
     if backfill:
         connection.execute(text(BACKFILL))
 
 
 def uninstall(connection: Connection) -> None:
-    for name in TRIGGER_NAMES:
-        connection.execute(text(f"DROP TRIGGER IF EXISTS {name}" + (" ON actions" if _pg(connection) else "")))
-        if _pg(connection):
-            connection.execute(text(f"DROP FUNCTION IF EXISTS {name}()"))
-
-
-def _pg(connection: Connection) -> bool:
-    return connection.dialect.name == "postgresql"
+    dbtriggers.drop(connection, TRIGGER_NAMES)
 
 
 def installed(connection: Connection) -> set[str]:
     """The open-actions triggers present on ``actions``."""
-    if _pg(connection):
-        query = "SELECT tgname FROM pg_trigger WHERE tgrelid = 'actions'::regclass AND NOT tgisinternal"
-    else:
-        query = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'actions'"
-    return {name for (name,) in connection.execute(text(query))} & set(TRIGGER_NAMES)
+    return dbtriggers.present(connection, TRIGGER_NAMES)
