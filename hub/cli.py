@@ -82,6 +82,24 @@ def db_upgrade() -> None:
     click.echo(f"database at revision {current(rt.db)}")
 
 
+@db.command("rebuild-open-actions")
+@friendly
+def db_rebuild_open_actions() -> None:
+    """Rebuild open_actions (the outbox's index of pending, held and in-flight actions) from the actions, and
+    reinstall its triggers, in one transaction. For a restore that brought back one table without the other: the
+    application keeps it exact on its own. On PostgreSQL other writers of actions wait until it commits."""
+    from sqlalchemy import func, select
+
+    from hub import open_actions
+    from hub.models import OpenAction
+
+    rt = runtime()
+    with rt.db.engine.begin() as connection:
+        open_actions.install(connection, backfill=True)
+        count = connection.scalar(select(func.count()).select_from(OpenAction))
+    click.echo(f"open_actions rebuilt: {count} open actions")
+
+
 # -- stores and tokens ------------------------------------------------------------------------------
 
 
