@@ -87,7 +87,7 @@ def db_upgrade() -> None:
 def db_rebuild_open_actions() -> None:
     """Rebuild open_actions (the outbox's index of pending, held and in-flight actions) from the actions, and
     reinstall its triggers, in one transaction. For a restore that brought back one table without the other: the
-    application keeps it exact on its own. On PostgreSQL other writers of actions wait until it commits."""
+    application keeps it exact on its own. On PostgreSQL other readers and writers of actions wait until it commits."""
     from sqlalchemy import func, select
 
     from hub import open_actions
