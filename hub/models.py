@@ -307,8 +307,9 @@ class OpenAction(Base):
         # Lost leases: a lease is set in sending (and queued, from earlier versions) and cleared on leaving it.
         Index("ix_open_actions_leased", "lease_expires_at", **partial("lease_expires_at IS NOT NULL")),
         Index("ix_open_actions_queue", "store_id", "run_at", "action_id", **partial("state IN ('pending', 'held')")),
-        # Holding, releasing and disconnecting an integration.
-        Index("ix_open_actions_integration", "integration_id", "state"),
+        # Holding, releasing and disconnecting an integration touch only its pending and held actions; a claim's
+        # row (sending) leaves this index rather than adding an entry.
+        Index("ix_open_actions_integration", "integration_id", "state", **partial("state IN ('pending', 'held')")),
     )
 
     # No foreign key: the delete trigger takes the row away with its action, and a key would look up and lock

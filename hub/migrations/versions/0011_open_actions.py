@@ -61,7 +61,12 @@ def upgrade() -> None:
         ["store_id", "run_at", "action_id"],
         **partial("state IN ('pending', 'held')"),
     )
-    op.create_index("ix_open_actions_integration", "open_actions", ["integration_id", "state"])
+    op.create_index(
+        "ix_open_actions_integration",
+        "open_actions",
+        ["integration_id", "state"],
+        **partial("state IN ('pending', 'held')"),
+    )
     for name in ("ix_actions_due", "ix_actions_leased", "ix_actions_queue", "ix_actions_integration_state"):
         op.drop_index(name, table_name="actions")
     if op.get_bind().dialect.name == "postgresql":
