@@ -21,7 +21,7 @@ from connectors import registry
 from connectors.base import MASK, Connector, ConnectorError, mask
 from connectors.http import TransportError
 from hub import outbox, sandbox
-from hub.models import Action, ActionState, Integration, IntegrationState, OpenAction, Store
+from hub.models import Action, ActionState, Integration, IntegrationState, Store
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
@@ -207,11 +207,7 @@ def disconnect(session: Session, store: Store, app: str) -> None:
     integration.credentials = ""  # a disconnected app keeps no secret
     session.execute(
         update(Action)
-        .where(
-            Action.id.in_(outbox.open_ids(OpenAction.integration_id == integration.id, OpenAction.state.in_(WAITING))),
-            Action.integration_id == integration.id,
-            Action.state.in_(WAITING),
-        )
+        .where(*outbox.of_integration(integration.id, *WAITING))
         .values(
             state=ActionState.SKIPPED,
             reason_code="integration_disconnected",

@@ -129,6 +129,13 @@ def open_ids(*conditions: Any) -> Any:
     return select(OpenAction.action_id).where(*conditions)
 
 
+def of_integration(integration_id: int, *states: ActionState) -> tuple[Any, ...]:
+    """The conditions for an integration's actions in ``states`` (open ones): found through open_actions, and
+    checked again on the action rows an UPDATE locks."""
+    found = open_ids(OpenAction.integration_id == integration_id, OpenAction.state.in_(states))
+    return Action.id.in_(found), Action.integration_id == integration_id, Action.state.in_(states)
+
+
 def claim_due(db: Database, limit: int, lease_seconds: float, at: datetime | None = None) -> list[Claimed]:
     """Claim up to ``limit`` due actions for the dispatcher: state → sending, under a fresh lease whose token
     goes into the jobs. The lease covers the wait in the queue and the delivery (``lease_seconds``).
@@ -371,10 +378,9 @@ def id_in(session: Session, ids: list[int]) -> Any:
 
 def hold_integration(session: Session, integration_id: int, reason_code: str, reason_text: str) -> int:
     """Hold every pending action of an integration (credentials rejected, paused). Returns how many."""
-    pending = open_ids(OpenAction.integration_id == integration_id, OpenAction.state == ActionState.PENDING)
     result = session.execute(
         update(Action)
-        .where(Action.id.in_(pending), Action.integration_id == integration_id, Action.state == ActionState.PENDING)
+        .where(*of_integration(integration_id, ActionState.PENDING))
         .values(state=ActionState.HELD, reason_code=reason_code, reason_text=reason_text, updated_at=now())
         .execution_options(synchronize_session=False)
     )
@@ -389,8 +395,7 @@ def release_integration(session: Session, integration_id: int, policy: str = "al
     over the next ``hours``. Actions whose time is still ahead keep it.
     """
     at = now()
-    waiting = open_ids(OpenAction.integration_id == integration_id, OpenAction.state == ActionState.HELD)
-    held = (Action.id.in_(waiting), Action.integration_id == integration_id, Action.state == ActionState.HELD)
+    held = of_integration(integration_id, ActionState.HELD)
     if policy == "skip_older_than" and hours:
         session.execute(
             update(Action)

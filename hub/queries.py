@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, Select, String, cast, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from hub.models import OPEN_STATES, Action, OpenAction, Trigger
+from hub.outbox import open_ids
 
 DATE_COLUMNS: dict[str, InstrumentedAttribute[Any]] = {
     "created": Action.created_at,
@@ -38,11 +39,7 @@ def conditions(store_id: int, f: dict[str, Any]) -> list[ColumnElement[bool]]:
     where = _conditions(store_id, f)
     states = states_of(f)
     if states and set(states) <= set(OPEN_STATES):
-        where.append(
-            Action.id.in_(
-                select(OpenAction.action_id).where(OpenAction.store_id == store_id, OpenAction.state.in_(states))
-            )
-        )
+        where.append(Action.id.in_(open_ids(OpenAction.store_id == store_id, OpenAction.state.in_(states))))
     return where
 
 
