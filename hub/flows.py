@@ -6,7 +6,6 @@ import functools
 import hashlib
 import json
 import operator
-import re
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import nullcontext
@@ -492,24 +491,8 @@ def _fold_statement(fields: tuple[str, ...], with_order: bool, given: tuple[str,
         )
     else:
         result = "SELECT front.*, new_trigger.id AS written_trigger_id FROM front LEFT JOIN new_trigger ON true"
-    sql, order = _numbered("WITH " + ", ".join(parts) + " " + result)
+    sql, order = pgraw.numbered_by_name("WITH " + ", ".join(parts) + " " + result)
     return _FoldStatement(sql, order, dict(ahead.constants), action_params)
-
-
-def _numbered(sql: str) -> tuple[str, tuple[str, ...]]:
-    """Named placeholders (``%(name)s``) as numbered ones (``$1``), and the names by number.
-
-    psycopg converts a query's placeholders on every run, and caches the conversion only for a query under 4 kB and
-    50 parameters: this statement is longer, and its conversion cost ~95 µs a trigger (3.4 µs raw). A RawCursor
-    sends the text as it is."""
-    if "%%" in sql:
-        raise ValueError("a literal % would be sent doubled: the statement is sent as it is")
-    numbers: dict[str, int] = {}
-
-    def number(match: re.Match[str]) -> str:
-        return f"${numbers.setdefault(match.group(1), len(numbers) + 1)}"
-
-    return re.sub(r"%\((\w+)\)s", number, sql), tuple(numbers)
 
 
 def customer_values(stored: dict[str, Any] | None, given: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ each commits on its own, and ``atomic`` groups those that must go together. Post
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -77,17 +78,32 @@ class RawStatement:
             return dict(zip(self.columns, found, strict=True))
 
 
+# psycopg converts a query's placeholders on every run and keeps the conversion only for a query under 4 kB and 50
+# parameters: ingest's statements are longer (its write with two actions, the folded look-ahead and write), and
+# converting them cost ~95 µs a trigger. Written with PostgreSQL's own placeholders ($1, $2, …), a psycopg RawCursor
+# sends them as they are.
+
+
 @functools.lru_cache(maxsize=256)
 def numbered(sql: str) -> str:
-    """Positional placeholders (``%s``) as PostgreSQL's own (``$1``, ``$2``, …), for a psycopg ``RawCursor``.
-
-    psycopg converts a query's placeholders on every run and keeps the conversion only for a query under 4 kB and
-    50 parameters; a trigger's write with two actions has more, and converting it cost ~95 µs. A RawCursor sends
-    the text as it is."""
+    """Positional placeholders (``%s``) as numbered ones, for a ``RawCursor``."""
     if "%%" in sql or "%(" in sql:
         raise ValueError("only %s placeholders: the text is sent as it is")
     parts = sql.split("%s")
     return parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], start=1))
+
+
+def numbered_by_name(sql: str) -> tuple[str, tuple[str, ...]]:
+    """Named placeholders (``%(name)s``) as numbered ones, for a ``RawCursor``, and the names by number (a name
+    used twice keeps its number)."""
+    if "%%" in sql:
+        raise ValueError("a literal % would be sent doubled: the statement is sent as it is")
+    numbers: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        return f"${numbers.setdefault(match.group(1), len(numbers) + 1)}"
+
+    return re.sub(r"%\((\w+)\)s", number, sql), tuple(numbers)
 
 
 @functools.lru_cache(maxsize=256)
