@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, text, tuple_
+from sqlalchemy import Connection, delete, insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from hub import dbtriggers
@@ -130,16 +130,16 @@ BACKFILL = {
 
 
 def install(connection: Connection, *, backfill: bool = True) -> None:
-    """Create the triggers (dropping any old ones) and, with ``backfill``, count what is already there.
-    Run inside the migration's transaction: on PostgreSQL CREATE TRIGGER locks writers out until it
-    commits, so no action is missed or counted twice."""
-    uninstall(connection)
-    if backfill:
-        connection.execute(text("DELETE FROM action_counts"))
-    for statement in POSTGRESQL if dbtriggers.is_postgresql(connection) else SQLITE:
-        connection.execute(text(statement))
-    if backfill:
-        connection.execute(text(BACKFILL[connection.dialect.name]))
+    """Create the triggers (dropping any old ones) and, with ``backfill``, count what is already there, in the
+    migration's transaction (hub.dbtriggers.install)."""
+    dbtriggers.install(
+        connection,
+        TRIGGER_NAMES,
+        postgresql=POSTGRESQL,
+        sqlite=SQLITE,
+        table="action_counts",
+        backfill=BACKFILL[connection.dialect.name] if backfill else None,
+    )
 
 
 def uninstall(connection: Connection) -> None:

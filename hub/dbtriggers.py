@@ -3,7 +3,7 @@ hub.open_actions): dropped and looked up by name on PostgreSQL and SQLite alike.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Connection, text
 
@@ -29,3 +29,25 @@ def present(connection: Connection, names: Iterable[str]) -> set[str]:
     else:
         query = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'actions'"
     return {name for (name,) in connection.execute(text(query))} & set(names)
+
+
+def install(
+    connection: Connection,
+    names: Iterable[str],
+    *,
+    postgresql: Sequence[str],
+    sqlite: Sequence[str],
+    table: str,
+    backfill: str | None,
+) -> None:
+    """Drop the named triggers and create them anew (``postgresql`` or ``sqlite``: the statements that do), and
+    with ``backfill`` empty ``table`` and fill it by that statement. Run it in the migration's transaction: on
+    PostgreSQL CREATE TRIGGER locks writers of ``actions`` out until it commits, so no change is missed or applied
+    twice."""
+    drop(connection, names)
+    if backfill is not None:
+        connection.execute(text(f"DELETE FROM {table}"))
+    for statement in postgresql if is_postgresql(connection) else sqlite:
+        connection.execute(text(statement))
+    if backfill is not None:
+        connection.execute(text(backfill))

@@ -23,7 +23,7 @@ SQLite (batch mode) drops its triggers: it must call ``install`` again, as it mu
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from hub import dbtriggers
 from hub.counters import OPEN_STATES_SQL
@@ -112,16 +112,16 @@ BACKFILL = (
 
 
 def install(connection: Connection, *, backfill: bool = True) -> None:
-    """Create the triggers (dropping any old ones) and, with ``backfill``, fill the table from the open actions.
-    Run inside the migration's transaction: on PostgreSQL CREATE TRIGGER locks writers of ``actions`` out until
-    it commits, so no change is missed or applied twice."""
-    uninstall(connection)
-    if backfill:
-        connection.execute(text("DELETE FROM open_actions"))
-    for statement in POSTGRESQL if dbtriggers.is_postgresql(connection) else SQLITE:
-        connection.execute(text(statement))
-    if backfill:
-        connection.execute(text(BACKFILL))
+    """Create the triggers (dropping any old ones) and, with ``backfill``, fill the table from the open actions,
+    in the migration's transaction (hub.dbtriggers.install)."""
+    dbtriggers.install(
+        connection,
+        TRIGGER_NAMES,
+        postgresql=POSTGRESQL,
+        sqlite=SQLITE,
+        table="open_actions",
+        backfill=BACKFILL if backfill else None,
+    )
 
 
 def uninstall(connection: Connection) -> None:
