@@ -100,6 +100,19 @@ def db_rebuild_open_actions() -> None:
     click.echo(f"open_actions rebuilt: {count} open actions")
 
 
+@db.command("prune-orphan-attempts")
+@friendly
+def db_prune_orphan_attempts() -> None:
+    """Delete attempts whose action is gone. Attempts have no foreign key (hub.cascades): one written while its
+    store was being deleted can outlive its action, reachable by nothing. Safe to run at any time."""
+    from hub import cascades
+
+    rt = runtime()
+    with rt.db.engine.begin() as connection:
+        count = cascades.prune_orphans(connection)
+    click.echo(f"{count} orphan attempts deleted")
+
+
 # -- stores and tokens ------------------------------------------------------------------------------
 
 

@@ -286,7 +286,9 @@ class Action(Base):
     # Set by Send now: the merchant chose to send it at once, so the store's quiet hours do not hold it back.
     ignore_quiet_hours: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
-    attempts: Mapped[list[Attempt]] = relationship(order_by="Attempt.id", lazy="raise", viewonly=True)
+    attempts: Mapped[list[Attempt]] = relationship(
+        primaryjoin="Action.id == foreign(Attempt.action_id)", order_by="Attempt.id", lazy="raise", viewonly=True
+    )
 
 
 class OpenAction(Base):
@@ -359,7 +361,9 @@ class Attempt(Base):
     __table_args__ = (Index("ix_attempts_action_id", "action_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    action_id: Mapped[int] = mapped_column(BigId, ForeignKey("actions.id", ondelete="CASCADE"))
+    # No foreign key: PostgreSQL checked it row by row on every attempt written; a trigger on actions deletes an
+    # action's attempts with it (hub.cascades, migration 0012).
+    action_id: Mapped[int] = mapped_column(BigId)
     # The action's store, for store-scoped reads. No foreign key of its own: the action's already ties the attempt
     # to a live store (a deleted store takes its actions, and they their attempts), and PostgreSQL checked a second
     # one on every attempt written, one lookup and lock of the store row per event (migration 0010).

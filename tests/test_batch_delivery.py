@@ -538,6 +538,47 @@ def test_a_deleted_store_takes_its_attempts_with_its_actions(rt: Runtime, tenant
 
 
 @responses.activate
+def test_a_deleted_action_takes_its_attempts_and_leaves_the_others(rt: Runtime, tenant: Tenant) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    ids = add_actions(rt, tenant, integration_id, customers(3))
+    responses.post(BULK_URL, status=202)
+    deliver_round(rt)
+    assert len(attempts(rt)) == 3
+
+    with rt.db.transaction() as session:
+        session.execute(delete(Action).where(Action.id.in_(ids[:2])))
+
+    assert [a.action_id for a in attempts(rt)] == [ids[2]]
+
+
+@responses.activate
+def test_orphan_attempts_are_pruned_by_the_cli_and_the_others_kept(rt: Runtime, tenant: Tenant) -> None:
+    from click.testing import CliRunner
+
+    from hub.cli import main
+    from tests.test_cli import env_for
+
+    integration_id = connect_klaviyo(rt, tenant)
+    ids = add_actions(rt, tenant, integration_id, customers(2))
+    responses.post(BULK_URL, status=202)
+    deliver_round(rt)
+    with rt.db.transaction() as session:  # as an attempt written while its store was being deleted is left
+        kept = session.scalars(select(Attempt).where(Attempt.action_id == ids[0])).one()
+        session.add(
+            Attempt(
+                action_id=10**9, store_id=tenant.store.id, number=1, started_at=kept.started_at, duration_ms=1,
+                outcome="delivered", request={},
+            )
+        )  # fmt: skip
+
+    result = CliRunner().invoke(main, ["db", "prune-orphan-attempts"], env=env_for(rt), catch_exceptions=False)
+
+    assert result.exit_code == 0, result.output
+    assert "1 orphan attempts deleted" in result.output
+    assert sorted(a.action_id for a in attempts(rt)) == sorted(ids)
+
+
+@responses.activate
 def test_numbers_of_the_payload_reach_the_platform_as_they_were_stored(rt: Runtime, tenant: Tenant) -> None:
     integration_id = connect_klaviyo(rt, tenant)
     ids = add_actions(rt, tenant, integration_id, customers(2))
