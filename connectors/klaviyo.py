@@ -143,7 +143,9 @@ class KlaviyoConnector(Connector):
         when = event.occurred_at if event.occurred_at.tzinfo else event.occurred_at.replace(tzinfo=UTC)
         attributes = {
             "properties": properties,
-            "time": when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),  # Klaviyo keeps whole seconds
+            # Klaviyo keeps whole seconds. isoformat, not strftime: a bulk request formats a thousand of these, and
+            # strftime takes twice as long.
+            "time": when.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z",
             "unique_id": event.id,
             "metric": {"data": {"type": "metric", "attributes": {"name": event.name[:METRIC_NAME_LIMIT]}}},
         }
