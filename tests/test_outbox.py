@@ -336,6 +336,26 @@ def test_a_bad_replay_body_is_a_422(api: Api, rt: Runtime) -> None:
 
 
 @responses.activate
+def test_sent_events_filtered_by_retrying_show_only_actions_waiting_for_another_try(api: Api, rt: Runtime) -> None:
+    connect_webhook(api)
+    responses.add(responses.POST, HOOK_URL, status=503)
+    responses.add(responses.POST, HOOK_URL, status=202)  # and every call after it
+    ids = [pending_action(api, f"o{n}", f"c{n}@example.com")["id"] for n in range(3)]
+    with rt.db.transaction() as session:
+        session.execute(update(Action).values(run_at=NOW + timedelta(days=1)))
+    set_state(rt, ids[0], run_at=datetime.now(UTC))
+    deliver_round(rt)  # ids[0]: a 503, retried later
+    set_state(rt, ids[1], run_at=datetime.now(UTC))
+    deliver_round(rt)  # ids[1]: delivered; ids[2] never tried
+
+    retrying = api.get("/api/v1/events?status=retrying").json["data"]
+    delivered = api.get("/api/v1/events?status=delivered").json["data"]
+
+    assert [(r["id"], r["status"]) for r in retrying] == [(ids[0], "retrying")]
+    assert [(r["id"], r["status"]) for r in delivered] == [(ids[1], "delivered")]
+
+
+@responses.activate
 def test_sent_events_rows_show_the_last_attempts_latency_and_status_read_in_one_query(api: Api, rt: Runtime) -> None:
     connect_webhook(api)
     responses.add(responses.POST, HOOK_URL, status=503)

@@ -10,10 +10,10 @@ from flask_smorest import Blueprint, abort
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, defer
 
-from hub import queries
+from hub import outbox, queries
 from hub.api import authenticate, current_store, db_session
 from hub.api.paging import cut, keyset
-from hub.models import Action, Attempt
+from hub.models import Action, Attempt, OpenAction
 from schemas.actions import ActionDetailOut, ActionOut, ActionPage, ActionsQuery, EventPage, EventsQuery, action_out
 from schemas.common import MAX_ID
 
@@ -114,11 +114,19 @@ def last_attempts(session: Session, action_ids: list[int]) -> dict[int, dict[str
 @blp.response(200, EventPage)
 def list_events(query: dict[str, Any]) -> Any:
     """Sent → Events: integration events that were sent or settled, newest first."""
-    statement = queries.actions(current_store().id, {**query, "kind": "event"}).where(
+    store_id = current_store().id
+    statement = queries.actions(store_id, {**query, "kind": "event"}).where(
         or_(Action.state.in_(SENT_STATES), Action.attempt_count > 0)
     )
     if query.get("status") == "retrying":
-        statement = statement.where(Action.state.in_(("pending", "queued", "sending")), Action.attempt_count > 0)
+        waiting = ("pending", "queued", "sending")
+        # Picked from open_actions, as queries.conditions does for open states: retrying actions are few beside a
+        # store's delivered ones, which the store's index of actions would walk through looking for them.
+        statement = statement.where(
+            Action.id.in_(outbox.open_ids(OpenAction.store_id == store_id, OpenAction.state.in_(waiting))),
+            Action.state.in_(waiting),
+            Action.attempt_count > 0,
+        )
     elif query.get("status"):
         statement = statement.where(Action.state == query["status"])
     # Plain rows of the columns shown, and JSON built here rather than through marshmallow: on a page of 50
