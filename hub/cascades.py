@@ -1,4 +1,6 @@
-"""Deleting an action deletes its attempts: a trigger on ``actions``, not a foreign key on ``attempts``.
+"""References kept by triggers instead of foreign keys, on the tables written once per event.
+
+Deleting an action deletes its attempts: a trigger on ``actions``, not a foreign key on ``attempts``.
 
 A foreign key from ``attempts.action_id`` made PostgreSQL check every attempt row written: one lookup and row
 lock of the action per event delivered, run row by row, ~11-13 µs of the server's CPU an attempt (a third of
@@ -41,18 +43,81 @@ SQLITE = [
 ORPHANS = "DELETE FROM attempts WHERE NOT EXISTS (SELECT 1 FROM actions a WHERE a.id = attempts.action_id)"
 
 
-def install(connection: Connection) -> None:
-    """Create the trigger (dropping an old one), in the migration's transaction."""
+# Deleting a flow, a step, a trigger, a customer or an integration leaves its actions and clears their reference to
+# it, as the foreign keys of ``actions`` did (ON DELETE SET NULL) before migration 0013 dropped them: PostgreSQL
+# checked each of them on every action written, row by row (a lookup and a row lock of the referenced row), ~12 µs
+# of its CPU a key an action, ~60 µs an action for the five (bulk ingest, 20 batches of 1,000: 195 → 120 µs of
+# PostgreSQL a trigger without them). ``actions.store_id`` keeps its foreign key (a store's deletion takes its
+# actions). Today none of these rows is deleted but with its store; the triggers keep the meaning for when one is.
+SET_NULL = (
+    ("flows", "flow_id"),
+    ("flow_steps", "step_id"),
+    ("triggers", "trigger_id"),
+    ("customers", "customer_id"),
+    ("integrations", "integration_id"),
+)
+
+
+def set_null_name(column: str) -> str:
+    return f"actions_{column}_set_null"
+
+
+def _set_null_postgresql(parent: str, column: str) -> list[str]:
+    name = set_null_name(column)
+    return [
+        f"""
+        CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE actions SET {column} = NULL WHERE {column} IN (SELECT id FROM old_rows);
+            RETURN NULL;
+        END $$""",
+        f"""CREATE TRIGGER {name} AFTER DELETE ON {parent} REFERENCING OLD TABLE AS old_rows
+           FOR EACH STATEMENT EXECUTE FUNCTION {name}()""",
+    ]
+
+
+def _set_null_sqlite(parent: str, column: str) -> list[str]:
+    return [
+        f"""CREATE TRIGGER {set_null_name(column)} AFTER DELETE ON {parent} BEGIN
+            UPDATE actions SET {column} = NULL WHERE {column} = OLD.id;
+        END"""
+    ]
+
+
+def install(connection: Connection, *, set_null: bool = True) -> None:
+    """Create the triggers (dropping old ones), in the migration's transaction: the attempts' cascade and, with
+    ``set_null``, the five that clear the references of actions."""
     dbtriggers.install(connection, TRIGGER_NAMES, postgresql=POSTGRESQL, sqlite=SQLITE, table="attempts", backfill=None)
+    if not set_null:
+        return
+    for parent, column in SET_NULL:
+        dbtriggers.install(
+            connection,
+            (set_null_name(column),),
+            postgresql=_set_null_postgresql(parent, column),
+            sqlite=_set_null_sqlite(parent, column),
+            table=parent,
+            backfill=None,
+            on=parent,
+        )
 
 
-def uninstall(connection: Connection) -> None:
+def uninstall(connection: Connection, *, set_null: bool = True) -> None:
     dbtriggers.drop(connection, TRIGGER_NAMES)
+    if set_null:
+        for parent, column in SET_NULL:
+            dbtriggers.drop(connection, (set_null_name(column),), parent)
 
 
 def installed(connection: Connection) -> set[str]:
-    """The cascade trigger, if ``actions`` has it."""
-    return dbtriggers.present(connection, TRIGGER_NAMES)
+    """The triggers of this module that exist (on ``actions`` and on the tables it points to)."""
+    found = dbtriggers.present(connection, TRIGGER_NAMES)
+    for parent, column in SET_NULL:
+        found |= dbtriggers.present(connection, (set_null_name(column),), parent)
+    return found
+
+
+ALL_TRIGGER_NAMES = TRIGGER_NAMES + tuple(set_null_name(column) for _, column in SET_NULL)
 
 
 def prune_orphans(connection: Connection) -> int:

@@ -251,11 +251,13 @@ class Action(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
-    flow_id: Mapped[int | None] = mapped_column(ForeignKey("flows.id", ondelete="SET NULL"))
-    step_id: Mapped[int | None] = mapped_column(ForeignKey("flow_steps.id", ondelete="SET NULL"))
-    trigger_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("triggers.id", ondelete="SET NULL"))
-    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
-    integration_id: Mapped[int | None] = mapped_column(ForeignKey("integrations.id", ondelete="SET NULL"))
+    # References without foreign keys: PostgreSQL checked each on every action written; triggers on the tables they
+    # point to clear them when a row is deleted, as ON DELETE SET NULL did (hub.cascades, migration 0013).
+    flow_id: Mapped[int | None] = mapped_column(Integer)
+    step_id: Mapped[int | None] = mapped_column(Integer)
+    trigger_id: Mapped[int | None] = mapped_column(BigId)
+    customer_id: Mapped[int | None] = mapped_column(Integer)
+    integration_id: Mapped[int | None] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))  # event | message
     app: Mapped[str | None] = mapped_column(String(64))
     channel: Mapped[str | None] = mapped_column(String(16))

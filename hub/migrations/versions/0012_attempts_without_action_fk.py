@@ -28,11 +28,11 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("attempts", schema=None) as batch_op:
         batch_op.drop_constraint("fk_attempts_action_id_actions", type_="foreignkey")
-    cascades.install(op.get_bind())
+    cascades.install(op.get_bind(), set_null=False)
 
 
 def downgrade() -> None:
-    cascades.uninstall(op.get_bind())
+    cascades.uninstall(op.get_bind(), set_null=False)
     op.execute(cascades.ORPHANS)
     with op.batch_alter_table("attempts", schema=None) as batch_op:
         batch_op.create_foreign_key(
