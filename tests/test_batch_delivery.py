@@ -537,13 +537,19 @@ def test_a_deleted_store_takes_its_attempts_with_its_actions(rt: Runtime, tenant
     assert attempts(rt) == [] and actions(rt) == []
 
 
-@responses.activate
-def test_a_deleted_action_takes_its_attempts_and_leaves_the_others(rt: Runtime, tenant: Tenant) -> None:
+def delivered_in_bulk(rt: Runtime, tenant: Tenant, count: int) -> list[int]:
+    """``count`` Klaviyo actions delivered in one bulk request (a 202), an attempt each."""
     integration_id = connect_klaviyo(rt, tenant)
-    ids = add_actions(rt, tenant, integration_id, customers(3))
+    ids = add_actions(rt, tenant, integration_id, customers(count))
     responses.post(BULK_URL, status=202)
     deliver_round(rt)
-    assert len(attempts(rt)) == 3
+    assert len(attempts(rt)) == count
+    return ids
+
+
+@responses.activate
+def test_a_deleted_action_takes_its_attempts_and_leaves_the_others(rt: Runtime, tenant: Tenant) -> None:
+    ids = delivered_in_bulk(rt, tenant, 3)
 
     with rt.db.transaction() as session:
         session.execute(delete(Action).where(Action.id.in_(ids[:2])))
@@ -558,10 +564,7 @@ def test_orphan_attempts_are_pruned_by_the_cli_and_the_others_kept(rt: Runtime, 
     from hub.cli import main
     from tests.test_cli import env_for
 
-    integration_id = connect_klaviyo(rt, tenant)
-    ids = add_actions(rt, tenant, integration_id, customers(2))
-    responses.post(BULK_URL, status=202)
-    deliver_round(rt)
+    ids = delivered_in_bulk(rt, tenant, 2)
     with rt.db.transaction() as session:  # as an attempt written while its store was being deleted is left
         kept = session.scalars(select(Attempt).where(Attempt.action_id == ids[0])).one()
         session.add(

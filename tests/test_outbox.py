@@ -335,16 +335,23 @@ def test_a_bad_replay_body_is_a_422(api: Api, rt: Runtime) -> None:
         assert session.scalars(select(Action.state)).all() == ["pending"]
 
 
-@responses.activate
-def test_sent_events_filtered_by_retrying_show_only_actions_waiting_for_another_try(api: Api, rt: Runtime) -> None:
+def first_refused_then_accepted(api: Api, rt: Runtime, count: int) -> list[int]:
+    """``count`` webhook actions, none due; the first made due and delivered into a 503 (retried later). Every call
+    after that one gets a 202."""
     connect_webhook(api)
     responses.add(responses.POST, HOOK_URL, status=503)
     responses.add(responses.POST, HOOK_URL, status=202)  # and every call after it
-    ids = [pending_action(api, f"o{n}", f"c{n}@example.com")["id"] for n in range(3)]
+    ids = [pending_action(api, f"o{n}", f"c{n}@example.com")["id"] for n in range(count)]
     with rt.db.transaction() as session:
-        session.execute(update(Action).values(run_at=NOW + timedelta(days=1)))
+        session.execute(update(Action).values(run_at=NOW + timedelta(days=1)))  # none due but the one made so
     set_state(rt, ids[0], run_at=datetime.now(UTC))
-    deliver_round(rt)  # ids[0]: a 503, retried later
+    deliver_round(rt)
+    return ids
+
+
+@responses.activate
+def test_sent_events_filtered_by_retrying_show_only_actions_waiting_for_another_try(api: Api, rt: Runtime) -> None:
+    ids = first_refused_then_accepted(api, rt, 3)  # ids[0]: a 503, retried later
     set_state(rt, ids[1], run_at=datetime.now(UTC))
     deliver_round(rt)  # ids[1]: delivered; ids[2] never tried
 
@@ -357,14 +364,7 @@ def test_sent_events_filtered_by_retrying_show_only_actions_waiting_for_another_
 
 @responses.activate
 def test_sent_events_rows_show_the_last_attempts_latency_and_status_read_in_one_query(api: Api, rt: Runtime) -> None:
-    connect_webhook(api)
-    responses.add(responses.POST, HOOK_URL, status=503)
-    responses.add(responses.POST, HOOK_URL, status=202)  # and every call after it
-    ids = [pending_action(api, f"o{n}", f"c{n}@example.com")["id"] for n in range(4)]
-    with rt.db.transaction() as session:
-        session.execute(update(Action).values(run_at=NOW + timedelta(days=1)))  # none due but the one made so
-    set_state(rt, ids[0], run_at=datetime.now(UTC))
-    deliver_round(rt)  # a 503: retried later
+    ids = first_refused_then_accepted(api, rt, 4)  # ids[0]: a 503, retried later
     retrying = api.get("/api/v1/events").json
     assert [(r["status"], r["last_status"]) for r in retrying["data"]] == [("retrying", 503)]
     assert retrying["data"][0]["next_attempt_at"] is not None
