@@ -398,12 +398,12 @@ def _fold(
         for n, row in enumerate(rows):
             params.update(zip(statement.action_params[n], pgraw.values(table, names, row), strict=True))
     try:
-        with psycopg.RawCursor(work.driver) as cursor:
-            cursor.execute(statement.sql, [params[name] for name in statement.order])
-            found = cursor.fetchall()
-            columns = statement.columns
-            if columns is None:  # psycopg builds the description's objects anew on every call
-                columns = statement.columns = [column.name for column in cursor.description or ()]
+        cursor = pgraw.raw_cursor(work)
+        cursor.execute(statement.sql, [params[name] for name in statement.order])
+        found = cursor.fetchall()
+        columns = statement.columns
+        if columns is None:  # psycopg builds the description's objects anew on every call
+            columns = statement.columns = [column.name for column in cursor.description or ()]
     except psycopg.errors.UniqueViolation:
         # The same trigger arrived concurrently and won the race: answer with what it created.
         return _race_lost(work.session, store.id, key)

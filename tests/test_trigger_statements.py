@@ -334,3 +334,18 @@ def test_a_trigger_the_folded_statement_wrote_makes_no_session(
     again = api.post("/api/v1/triggers", json=order_trigger("1"))
     assert again.status_code == 200 and again.json["duplicate"] is True
     assert len(made) == 1 and made[0].info[hub.db.DRIVER] is not None
+
+
+def test_the_folded_statement_goes_through_one_cursor_kept_with_its_connection(api: Api, rt: Runtime) -> None:
+    if not rt.db.is_postgresql:
+        pytest.skip("the folded statement is PostgreSQL's")
+    connect_two_apps(api)
+    rt.db.engine.pool.dispose()  # one pooled connection at a time from here: each trigger's is the next one's
+    api.post("/api/v1/triggers", json=order_trigger("0"))  # the token and the store's config are now cached
+    cursors = []
+    for order in ("1", "2"):
+        assert api.post("/api/v1/triggers", json=order_trigger(order)).status_code == 202
+        with rt.db.engine.connect() as conn:
+            cursors.append(conn.connection.info[pgraw.RAW_CURSOR])
+            assert cursors[-1].connection is conn.connection.driver_connection
+    assert cursors[0] is cursors[1] and not cursors[0].closed
