@@ -218,6 +218,11 @@ def ingest(
     return Ingested(trigger=trigger, actions=actions, duplicate=False, cancelled=cancelled)
 
 
+# What json.dumps(data, default=str) writes, from one encoder: json.dumps makes a new one for every call given
+# ``default``, which cost as much as the encoding of a trigger itself.
+TRIGGER_JSON = json.JSONEncoder(default=str)
+
+
 def _new_trigger(
     store: Store, data: dict[str, Any], key: str, order_id: str | None, payload_text: str | None = None
 ) -> NewTrigger:
@@ -229,7 +234,7 @@ def _new_trigger(
         dedupe_key=key,
         order_id=order_id,
         occurred_at=data.get("occurred_at") or datetime.now(UTC),
-        payload=json.loads(payload_text if payload_text is not None else json.dumps(data, default=str)),
+        payload=json.loads(payload_text if payload_text is not None else TRIGGER_JSON.encode(data)),
         created_at=datetime.now(UTC),
     )
 
@@ -368,7 +373,7 @@ def _fold(
     have answered (it wrote nothing), for the usual path to follow."""
     customer = data["customer"]
     fields, params = _look_ahead_params(store.id, key, customer, order_id)
-    payload_text = json.dumps(data, default=str)  # encoded once: it is also what the statement writes
+    payload_text = TRIGGER_JSON.encode(data)  # encoded once: it is also what the statement writes
     trigger = _new_trigger(store, data, key, order_id, payload_text)
     actions = build_actions(store, config, data, trigger)
     # Judged as if every lookup found nothing, needing no session: the statement writes nothing unless that is so.
