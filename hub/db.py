@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import select
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, any_, create_engine, event, exc, literal, literal_column
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    any_,
+    create_engine,
+    event,
+    exc,
+    literal,
+    literal_column,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -96,6 +106,56 @@ def sql_literal(value: str) -> ColumnElement[Any]:
 DRIVER = "hub.driver"
 
 
+class Statements:
+    """Work on one connection: ``driver``, its psycopg connection, for statements sent straight to it (``hub.pgraw``),
+    and ``session``, a Session on the same connection for everything else, made the first time it is asked for.
+
+    ``Database.statements`` gives one whose connection is in autocommit (PostgreSQL): the usual single trigger is one
+    statement on the driver and never asks for the session, whose making and closing cost ~4 % of the instructions
+    of such a request. ``Statements.of`` wraps a session that exists already (its connection is then
+    taken from it, beginning its transaction, when asked for)."""
+
+    def __init__(self, dialect: str, connection: Connection | None, make_session: Callable[[], Session]) -> None:
+        self.dialect = dialect
+        self._connection = connection
+        self._make_session = make_session
+        self._session: Session | None = None
+
+    @classmethod
+    def of(cls, session: Session) -> Statements:
+        work = cls(session.get_bind().dialect.name, None, lambda: session)
+        work._session = session
+        return work
+
+    @property
+    def connection(self) -> Connection:
+        if self._connection is None:
+            self._connection = self.session.connection()
+        return self._connection
+
+    @property
+    def driver(self) -> Any:
+        """The psycopg connection (PostgreSQL only)."""
+        return self.connection.connection.driver_connection
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            self._session = self._make_session()
+        return self._session
+
+    def commit(self) -> None:
+        """Commit what the session has in a transaction (SQLite's work always has one; an autocommit connection's
+        statements committed on their own)."""
+        if self._session is not None and self._session.in_transaction():
+            self._session.commit()
+
+    def close(self) -> None:
+        """Close the session, if one was made."""
+        if self._session is not None:
+            self._session.close()
+
+
 class Database:
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url
@@ -131,32 +191,40 @@ class Database:
         return self._readers()
 
     @contextmanager
-    def statements(self) -> Iterator[Session]:
-        """A session whose statements each commit on their own on PostgreSQL (autocommit); elsewhere a plain one.
+    def statements(self) -> Iterator[Statements]:
+        """Work whose statements each commit on their own on PostgreSQL (autocommit); elsewhere a plain session's.
 
         For work that writes in a single statement, atomic by itself (single-trigger ingest on PostgreSQL), which
         then needs neither BEGIN nor COMMIT: two round trips fewer. Work that must write more than once opens a
         transaction of its own on the driver connection (``hub.pgraw.atomic``). The caller still calls
-        ``commit()``: the transaction on SQLite, nothing on PostgreSQL. The session is bound to one connection,
-        checked out at once, whose psycopg connection ``hub.pgraw.driver`` then hands out without going through
-        the session's transaction machinery.
+        ``commit()``: the transaction on SQLite, nothing on PostgreSQL. The work has one connection, checked out
+        at once, whose psycopg connection (``Statements.driver``) the work's own statements go to, and a session
+        bound to it, made only when something asks for one.
         """
         if not self.is_postgresql:
             with self.sessionmaker() as session:
-                yield session
+                yield Statements.of(session)
             return
         with self.engine.connect() as connection:
             # Autocommit set on the driver itself, not through execution_options (which sets it, and resets it on
             # return, through the dialect: ~10 µs more a request); put back before the pool has the connection again.
             driver: Any = connection.connection.driver_connection
             driver.autocommit = True
+
+            def bound_session() -> Session:
+                session = Session(bind=connection, expire_on_commit=False)
+                session.info[DRIVER] = driver
+                return session
+
+            work = Statements(self.dialect, connection, bound_session)
             try:
-                with Session(bind=connection, expire_on_commit=False) as session:
-                    session.info[DRIVER] = driver
-                    yield session
+                yield work
             finally:
-                if not (driver.closed or driver.broken):
-                    driver.autocommit = False
+                try:
+                    work.close()
+                finally:
+                    if not (driver.closed or driver.broken):
+                        driver.autocommit = False
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -33,6 +33,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from hub import guards, pgcopy, pgraw, quiet
 from hub.caches import FlowConfig, StepConfig, StoreConfig, StoreConfigCache
+from hub.db import Statements
 from hub.models import (
     Action,
     ActionState,
@@ -125,7 +126,7 @@ def event_properties(store: Store, data: dict[str, Any], flow: FlowConfig | None
 
 
 def ingest(
-    session: Session,
+    work: Session | Statements,
     store: Store,
     data: dict[str, Any],
     header_key: str | None = None,
@@ -143,22 +144,26 @@ def ingest(
     session (``Database.statements``: no BEGIN or COMMIT round trips); an order stopper, which also cancels
     what waits for its order, then opens a transaction of its own for both. With the store's config in ``cache``
     the look-ahead and the write are one statement too (``_fold``): one round trip for the usual trigger; when what
-    it reads does not allow that, it writes nothing and the path above follows from what it read.
+    it reads does not allow that, it writes nothing and the path above follows from what it read. That one
+    statement goes to the driver connection of ``work`` (``Database.statements``), whose session is then never made.
     """
+    if isinstance(work, Session):
+        work = Statements.of(work)
     key = dedupe_key(data, header_key)
     customer_in = data["customer"]
     order_id = (data.get("order") or {}).get("id")
-    postgresql = session.get_bind().dialect.name == "postgresql"
+    postgresql = work.dialect == "postgresql"
     stopper = data["type"] in ORDER_STOPPERS
     cached = cache.latest(store.id) if cache is not None and postgresql and not stopper else None
     if cached is not None:
         # The usual case in one round trip: the look-ahead and the write in one statement, which writes only when
         # what it reads allows it, and otherwise answers as the look-ahead does, for the path below to follow.
-        folded = _fold(session, store, cached, data, key, order_id)
+        folded = _fold(work, store, cached, data, key, order_id)
         if isinstance(folded, Ingested):
             return folded
         front = folded
-    else:
+    session = work.session  # the path below reads and writes through it too
+    if cached is None:
         front = _look_ahead(session, store.id, key, customer_in, order_id)
     if front.existing_trigger is not None:
         return _existing(session, store.id, key) or _race_lost(session, store.id, key)
@@ -213,6 +218,11 @@ def ingest(
     return Ingested(trigger=trigger, actions=actions, duplicate=False, cancelled=cancelled)
 
 
+# What json.dumps(data, default=str) writes, from one encoder: json.dumps makes a new one for every call given
+# ``default``, which cost as much as the encoding of a trigger itself.
+TRIGGER_JSON = json.JSONEncoder(default=str)
+
+
 def _new_trigger(
     store: Store, data: dict[str, Any], key: str, order_id: str | None, payload_text: str | None = None
 ) -> NewTrigger:
@@ -224,7 +234,7 @@ def _new_trigger(
         dedupe_key=key,
         order_id=order_id,
         occurred_at=data.get("occurred_at") or datetime.now(UTC),
-        payload=json.loads(payload_text if payload_text is not None else json.dumps(data, default=str)),
+        payload=json.loads(payload_text if payload_text is not None else TRIGGER_JSON.encode(data)),
         created_at=datetime.now(UTC),
     )
 
@@ -353,7 +363,7 @@ def _front_of(row: Mapping[str, Any]) -> _Front:
 
 
 def _fold(
-    session: Session, store: Store, config: StoreConfig, data: dict[str, Any], key: str, order_id: str | None
+    work: Statements, store: Store, config: StoreConfig, data: dict[str, Any], key: str, order_id: str | None
 ) -> Ingested | _Front:
     """PostgreSQL, a trigger that stops no order, with the store's config in the cache: the look-ahead and the write
     in one statement (``_fold_statement``). The actions are built and judged by the pure guards (the integration,
@@ -363,16 +373,16 @@ def _fold(
     have answered (it wrote nothing), for the usual path to follow."""
     customer = data["customer"]
     fields, params = _look_ahead_params(store.id, key, customer, order_id)
-    payload_text = json.dumps(data, default=str)  # encoded once: it is also what the statement writes
+    payload_text = TRIGGER_JSON.encode(data)  # encoded once: it is also what the statement writes
     trigger = _new_trigger(store, data, key, order_id, payload_text)
     actions = build_actions(store, config, data, trigger)
-    apply_guards(
-        session,
-        actions,
-        config.integrations_by_id(),
-        known_empty=guards.LOOKUPS,  # the statement writes nothing unless each of them is empty
+    # Judged as if every lookup found nothing, needing no session: the statement writes nothing unless that is so.
+    verdicts = guards.judge(
+        [guards.Subject.of(a, key=n) for n, a in enumerate(actions)],
+        integrations=config.integrations_by_id(),
         quiet_hours={store.id: config.quiet_hours},
     )
+    _apply_verdicts(actions, verdicts)
     given = customer_values(None, customer)
     statement = _fold_statement(fields, bool(order_id), tuple(given), len(actions))
     params.update(statement.constants)
@@ -393,15 +403,15 @@ def _fold(
         for n, row in enumerate(rows):
             params.update(zip(statement.action_params[n], pgraw.values(table, names, row), strict=True))
     try:
-        with psycopg.RawCursor(pgraw.driver(session)) as cursor:
-            cursor.execute(statement.sql, [params[name] for name in statement.order])
-            found = cursor.fetchall()
-            columns = statement.columns
-            if columns is None:  # psycopg builds the description's objects anew on every call
-                columns = statement.columns = [column.name for column in cursor.description or ()]
+        cursor = pgraw.raw_cursor(work)
+        cursor.execute(statement.sql, [params[name] for name in statement.order])
+        found = cursor.fetchall()
+        columns = statement.columns
+        if columns is None:  # psycopg builds the description's objects anew on every call
+            columns = statement.columns = [column.name for column in cursor.description or ()]
     except psycopg.errors.UniqueViolation:
         # The same trigger arrived concurrently and won the race: answer with what it created.
-        return _race_lost(session, store.id, key)
+        return _race_lost(work.session, store.id, key)
     first = dict(zip(columns, found[0], strict=True))
     if first["written_trigger_id"] is None:
         return _front_of(first)
@@ -739,6 +749,11 @@ def apply_guards(
         known_empty=known_empty,
         quiet_hours=quiet_hours,
     )
+    _apply_verdicts(actions, results)
+
+
+def _apply_verdicts(actions: Sequence[Action | NewAction], results: dict[Any, list[guards.GuardResult]]) -> None:
+    """The guards' results (keyed by the actions' positions) on the actions they judged."""
     for n, action in enumerate(actions):
         failed = guards.first_failure(results[n])
         if failed is not None and failed.until is not None:  # quiet hours: the flow's time moves to their end

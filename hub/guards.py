@@ -159,7 +159,35 @@ def evaluate(
     duplicates = {} if "duplicates" in known_empty else _duplicates(session, content)
     if quiet_hours is None:  # the caller (ingest) may know them already; else the stores are usually in the session
         quiet_hours = {sid: quiet.QuietHours.of(session.get(Store, sid)) for sid in store_ids}
+    return judge(
+        subjects,
+        at=at,
+        integrations=integrations,
+        quiet_hours=quiet_hours,
+        suppressed=suppressed,
+        stopped=stopped,
+        reviewed=reviewed,
+        duplicates=duplicates,
+    )
 
+
+def judge(
+    subjects: Sequence[Subject],
+    *,
+    at: datetime | None = None,
+    integrations: dict[int, Integration],
+    quiet_hours: dict[int, quiet.QuietHours | None],
+    suppressed: dict[tuple[int, str], list[Suppression]] | None = None,
+    stopped: dict[tuple[int, str], str] | None = None,
+    reviewed: dict[int, set[str]] | None = None,
+    duplicates: dict[tuple[Any, ...], list[int]] | None = None,
+) -> dict[Any, list[GuardResult]]:
+    """``evaluate`` once its lookups are done: every guard's result for every subject, from what the lookups found
+    (None: nothing) and needing no database. Ingest's folded statement judges its actions with nothing found, since
+    it writes them only when each lookup finds nothing (``hub.flows``)."""
+    at = at or now()
+    suppressed, stopped = suppressed or {}, stopped or {}
+    reviewed, duplicates = reviewed or {}, duplicates or {}
     results: dict[Any, list[GuardResult]] = {}
     # Every subject of one app and integration gets the same verdict on it (a GuardResult is immutable): judged once.
     connected: dict[tuple[str | None, int | None], GuardResult] = {}

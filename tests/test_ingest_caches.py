@@ -43,6 +43,31 @@ def test_an_unknown_token_is_never_cached(api: Api, rt: Runtime) -> None:
     assert rt.caches.tokens.get("anything") is None
 
 
+def test_a_token_from_the_cache_names_the_same_store_and_token_as_one_read_from_the_database(
+    api: Api, rt: Runtime
+) -> None:
+    from sqlalchemy import inspect
+
+    from hub import stores
+
+    assert api.get("/api/v1/actions").status_code == 200  # the token is cached, its last use written
+    token = api.tenant.token
+    found = stores.identify_cached(token, rt.caches.tokens)
+    assert found is not None
+    with rt.db.session() as session:
+        read = stores.identify(session, token)  # no cache: the rows as the database has them
+        assert read is not None
+        for cached, stored in zip(found, read, strict=True):
+            assert type(cached) is type(stored) and inspect(cached).transient and cached not in session
+        (store, row), (stored_store, stored_row) = found, read
+        assert (store.id, store.name, store.event_prefix) == (
+            stored_store.id,
+            stored_store.name,
+            stored_store.event_prefix,
+        )
+        assert (row.id, row.store_id, row.name) == (stored_row.id, stored_row.store_id, stored_row.name)
+
+
 def test_last_used_is_written_at_most_once_a_minute_with_the_cache_too(api: Api, rt: Runtime) -> None:
     api.get("/api/v1/actions")
     with rt.db.session() as session:

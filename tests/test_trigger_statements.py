@@ -14,8 +14,10 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
 
 import hub.api
+import hub.db
 from hub import flows, pgraw
 from hub.models import Action, ActionState, Customer, Integration, Store, Trigger
 from hub.runtime import Runtime
@@ -269,9 +271,9 @@ def test_an_order_stopper_cancels_in_the_same_transaction_as_its_write(
 
     monkeypatch.setattr(flows, "_write_pg" if rt.db.is_postgresql else "insert_actions", failing_write)
     cancel = order_trigger("7", type="order.cancelled")
-    with pytest.raises(RuntimeError), rt.db.statements() as session:
-        flows.ingest(session, session.scalars(select(Store)).one(), TriggerIn().load(cancel))
-        session.commit()
+    with pytest.raises(RuntimeError), rt.db.statements() as work:
+        flows.ingest(work, work.session.scalars(select(Store)).one(), TriggerIn().load(cancel))
+        work.commit()
     with rt.db.session() as session:  # the cancellation went with the failed write
         states = session.scalars(select(Action.state).where(Action.order_id == "7")).all()
         assert states and set(states) == {ActionState.PENDING}
@@ -289,7 +291,8 @@ def test_an_order_stopper_cancels_in_the_same_transaction_as_its_write(
 def test_atomic_opens_a_transaction_only_on_an_autocommit_session(rt: Runtime) -> None:
     if not rt.db.is_postgresql:
         pytest.skip("the driver connection is psycopg's")
-    with rt.db.statements() as session:
+    with rt.db.statements() as work:
+        session = work.session
         with pgraw.atomic(session):
             assert pgraw.driver(session).info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
         assert pgraw.driver(session).info.transaction_status == psycopg.pq.TransactionStatus.IDLE
@@ -308,3 +311,41 @@ def test_numbered_gives_each_positional_placeholder_its_number_in_order() -> Non
 def test_numbered_refuses_a_text_that_psycopg_would_have_unescaped() -> None:
     with pytest.raises(ValueError, match="only %s placeholders"):
         pgraw.numbered("SELECT 'a%%' LIKE %s")
+
+
+def test_a_trigger_the_folded_statement_wrote_makes_no_session(
+    api: Api, rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not rt.db.is_postgresql:
+        pytest.skip("the folded statement is PostgreSQL's")
+    connect_two_apps(api)
+    api.post("/api/v1/triggers", json=order_trigger("0"))  # the token and the store's config are now cached
+    made: list[Session] = []
+    real = hub.db.Session
+
+    def session(*args: Any, **kwargs: Any) -> Session:
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(hub.db, "Session", session)
+    assert api.post("/api/v1/triggers", json=order_trigger("1")).status_code == 202
+    assert made == []
+    # One the folded statement did not write (a duplicate) reads on: through a session on the same connection.
+    again = api.post("/api/v1/triggers", json=order_trigger("1"))
+    assert again.status_code == 200 and again.json["duplicate"] is True
+    assert len(made) == 1 and made[0].info[hub.db.DRIVER] is not None
+
+
+def test_the_folded_statement_goes_through_one_cursor_kept_with_its_connection(api: Api, rt: Runtime) -> None:
+    if not rt.db.is_postgresql:
+        pytest.skip("the folded statement is PostgreSQL's")
+    connect_two_apps(api)
+    rt.db.engine.pool.dispose()  # one pooled connection at a time from here: each trigger's is the next one's
+    api.post("/api/v1/triggers", json=order_trigger("0"))  # the token and the store's config are now cached
+    cursors = []
+    for order in ("1", "2"):
+        assert api.post("/api/v1/triggers", json=order_trigger(order)).status_code == 202
+        with rt.db.engine.connect() as conn:
+            cursors.append(conn.connection.info[pgraw.RAW_CURSOR])
+            assert cursors[-1].connection is conn.connection.driver_connection
+    assert cursors[0] is cursors[1] and not cursors[0].closed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,6 +11,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from hub.db import Statements
 from hub.models import Action, Customer, Flow, Trigger
 from hub.runtime import Runtime
 from schemas.actions import ActionOut, TriggerOut, action_out
@@ -177,8 +180,19 @@ def test_the_trigger_time_defaults_to_now(api: Api) -> None:
     assert before + timedelta(days=14) - timedelta(seconds=1) <= run_at <= datetime.now(UTC) + timedelta(days=14)
 
 
-# Ingest in a session's transaction (its caller commits), and on an autocommit session (POST /triggers on PostgreSQL).
+# Ingest in a session's transaction (its caller commits), and on an autocommit connection (POST /triggers on
+# PostgreSQL).
 SESSIONS = pytest.mark.parametrize("kind", ["session", "statements"])
+
+
+@contextmanager
+def ingest_work(rt: Runtime, kind: str) -> Iterator[Statements]:
+    if kind == "statements":
+        with rt.db.statements() as work:
+            yield work
+    else:
+        with rt.db.session() as session:
+            yield Statements.of(session)
 
 
 @SESSIONS
@@ -196,10 +210,10 @@ def test_the_same_trigger_posted_twice_at_once_is_stored_once(api: Api, rt: Runt
 
     def post() -> None:
         barrier.wait()
-        with getattr(rt.db, kind)() as session:
-            store = session.scalars(select(Store)).one()
-            result = flows.ingest(session, store, data)
-            session.commit()
+        with ingest_work(rt, kind) as work:
+            store = work.session.scalars(select(Store)).one()
+            result = flows.ingest(work, store, data)
+            work.commit()
             results.append(result)
 
     threads = [threading.Thread(target=post) for _ in range(2)]
@@ -269,9 +283,9 @@ def test_a_trigger_that_loses_the_race_after_its_look_ahead_answers_with_the_win
         return real_store_config(*args, **kwargs)
 
     monkeypatch.setattr(flows, "store_config", winner_first)
-    with getattr(rt.db, kind)() as session:
-        loser = flows.ingest(session, session.scalars(select(Store)).one(), data)
-        session.commit()
+    with ingest_work(rt, kind) as work:
+        loser = flows.ingest(work, work.session.scalars(select(Store)).one(), data)
+        work.commit()
     assert loser.duplicate and not winner[0].duplicate
     assert [a.id for a in loser.actions] == [a.id for a in winner[0].actions] and len(loser.actions) == 2
     with rt.db.session() as session:  # nothing of the loser's was kept, its new customer neither

@@ -66,18 +66,18 @@ def post_trigger() -> Any:
             message="Invalid Idempotency-Key header.",
             errors={"Idempotency-Key": [f"Must be 1 to {MAX_IDEMPOTENCY_KEY} characters."]},
         )
-    # On PostgreSQL an autocommit session: ingest writes in one statement (or a transaction of its own), so the
-    # request pays no BEGIN or COMMIT round trip. On SQLite a plain session, committed here.
-    with runtime().db.statements() as session:
+    # On PostgreSQL an autocommit connection: ingest writes in one statement (or a transaction of its own), so the
+    # request pays no BEGIN or COMMIT round trip, and the usual trigger needs no session. On SQLite a plain session,
+    # committed here.
+    with runtime().db.statements() as work:
         result = flows.ingest(
-            session,
+            work,
             current_store(),
             data,
             header_key.strip() if header_key else None,
             cache=runtime().caches.stores,
         )
-        if session.in_transaction():  # on PostgreSQL a trigger that took the usual path has nothing to commit here
-            session.commit()
+        work.commit()  # on PostgreSQL a trigger that took the usual path has nothing to commit here
     # TriggerOut's shape, built directly (schemas.actions.action_out): the schema documents it.
     answer = json_answer(
         {

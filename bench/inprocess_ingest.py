@@ -1,0 +1,130 @@
+"""Single-trigger ingest in one process, for profiling: P5's requests through the app's WSGI callable, no server.
+
+    python -m bench.inprocess_ingest                   # 2,000 triggers after a warm-up, twice
+    python -m bench.inprocess_ingest --profile out.txt # the same under pyinstrument (its figures include its overhead)
+
+Prints the CPU a trigger of this process (Flask, the hub and psycopg) and of its PostgreSQL backend, on a fresh
+database, for P5's triggers (a new order of a new customer, one connected app, one action). Requests are WSGI
+environs built beforehand and handed to ``app.wsgi_app``: neither gunicorn's nor the test client's work is
+counted. What the full bench adds (gunicorn, threads, clients sharing the cores) is left out, so compare these
+figures with each other, before and after a change, and the bench's with the bench's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.run import analyze, cpu_seconds, make_store, postgres_pids, prepared
+from hub.app import create_app
+from hub.config import load
+
+
+def environs(token: str, prefix: str, count: int) -> Iterator[dict[str, Any]]:
+    """WSGI environs of ``count`` P5 triggers (orders and customers named after ``prefix``), as gunicorn gives them."""
+    for n in range(count):
+        body = json.dumps(
+            {
+                "type": "order.fulfilled",
+                "customer": {"email": f"c{prefix}-{n}@example.com"},
+                "order": {"id": f"{prefix}-{n}", "items": [{"product_id": "p-1", "name": "Linen Shirt"}]},
+            }
+        ).encode()
+        yield {
+            "REQUEST_METHOD": "POST",
+            "SCRIPT_NAME": "",
+            "PATH_INFO": "/api/v1/triggers",
+            "RAW_URI": "/api/v1/triggers",
+            "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "8000",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "CONTENT_TYPE": "application/json",
+            "CONTENT_LENGTH": str(len(body)),
+            "HTTP_HOST": "127.0.0.1:8000",
+            "HTTP_AUTHORIZATION": f"Bearer {token}",
+            "HTTP_ACCEPT": "*/*",
+            "HTTP_CONNECTION": "keep-alive",
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": sys.stderr,
+            "wsgi.version": (1, 0),
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+        }
+
+
+def post_all(app: Any, requests: list[dict[str, Any]]) -> None:
+    statuses: list[str] = []
+
+    def start_response(status: str, _headers: Any, _exc_info: Any = None) -> Any:
+        statuses.append(status)
+        return None
+
+    for environ in requests:
+        answer = app(environ, start_response)
+        try:
+            b"".join(answer)
+        finally:
+            close = getattr(answer, "close", None)
+            if close is not None:
+                close()
+    wrong = [s for s in statuses if not s.startswith("202")]
+    if wrong:
+        raise SystemExit(f"{len(wrong)} requests were not accepted: {wrong[:3]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--triggers", type=int, default=2_000, help="triggers a measured round posts")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--profile", type=Path, default=None, help="write a pyinstrument profile here")
+    args = parser.parse_args()
+    with prepared("smoke") as setup:
+        if setup.database_name is None:
+            raise SystemExit("bench.inprocess_ingest needs PostgreSQL on 127.0.0.1:5432")
+        _, _, token = make_store(setup)
+        app = create_app(load(setup.env()))
+        wsgi = app.wsgi_app  # what gunicorn calls, without Flask's __call__ indirection (the same for all runs)
+        # As P5: a warm-up, then the planner's statistics, then a few more so the statements are prepared again.
+        post_all(wsgi, list(environs(token, "warm", 500)))
+        analyze(setup, "customers", "triggers", "actions")
+        post_all(wsgi, list(environs(token, "warm2", 50)))
+        profiler = None
+        if args.profile:
+            import pyinstrument  # a profiling tool, not a dependency of the hub
+
+            profiler = pyinstrument.Profiler(interval=0.0002)
+        figures = []
+        for round_ in range(args.rounds):
+            requests = list(environs(token, f"r{round_}", args.triggers))
+            backends = postgres_pids(setup.database_name)
+            if profiler is not None:
+                profiler.start()
+            ours, theirs, began = time.process_time(), cpu_seconds(backends), time.perf_counter()
+            post_all(wsgi, requests)
+            ours, theirs = time.process_time() - ours, cpu_seconds(backends) - theirs
+            elapsed = time.perf_counter() - began
+            if profiler is not None:
+                profiler.stop()
+            figures.append((ours / args.triggers * 1e6, theirs / args.triggers * 1e6, elapsed))
+        if profiler is not None:
+            args.profile.write_text(profiler.output_text(unicode=True, color=False))
+        app.extensions["tidings"].close()
+    for ours, theirs, elapsed in figures:
+        print(
+            f"{args.triggers} triggers in {elapsed:.2f} s; CPU a trigger: this process {ours:.0f} µs, "
+            f"PostgreSQL {theirs:.0f} µs"
+        )
+
+
+if __name__ == "__main__":
+    main()
