@@ -26,7 +26,6 @@ counts say what moved.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -81,10 +80,11 @@ CLAIMED_COLUMNS = tuple(getattr(Action, name) for name in Delivering._fields)
 _JSON_FIELDS = ("payload", "target")
 _READ_COLUMNS = tuple(cast(c, Text).label(c.key) if c.key in _JSON_FIELDS else c for c in CLAIMED_COLUMNS)
 _JSON_AT = tuple(Delivering._fields.index(name) for name in _JSON_FIELDS)
-# A number of 19 digits or more, which orjson might read otherwise than json.loads. In JSON a number comes first or
-# after "[", ":" or "," (and spaces): searching from those characters takes ~40 % less time than from every digit.
-_LONG_NUMBER = re.compile(r"[\[:,]\s*-?[0-9]{19}")
-_LONG_NUMBER_FIRST = re.compile(r"\s*-?[0-9]{19}")
+# A run of 19 digits or more, where orjson might read a number otherwise than json.loads. Looked for in the UTF-8
+# bytes with every digit mapped to "0" and everything else to " " (1.4 µs for a 350-character payload here, against
+# 6.2 for the regular expressions it replaced): a run inside a string is a false alarm that costs a json.loads.
+_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+_LONG_RUN = b"0" * 19
 
 
 def _json(text: str | None) -> Any:
@@ -92,7 +92,7 @@ def _json(text: str | None) -> Any:
     as a float and refuses a number past a double's range, where json.loads keeps the integer and gives inf."""
     if text is None:
         return None
-    if _LONG_NUMBER.search(text) is None and _LONG_NUMBER_FIRST.match(text) is None:
+    if _LONG_RUN not in text.encode().translate(_DIGITS):
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
