@@ -312,11 +312,12 @@ class Recorder:
     def __init__(self, request: Request) -> None:
         self.request = request
         self.secrets = _secret_variants(request)
+        self.needles = _needles(self.secrets)  # what _holds_secret looks for, worked out once for every event
         self.head = json.dumps(_redacted_head(request, self.secrets))[:-1]
 
     def text(self, body_text: str, extra: dict[str, Any]) -> str:
         """The record of a request with this body (JSON text as ``json.dumps`` writes it) and ``extra`` keys."""
-        if _holds_secret(body_text, self.secrets):
+        if any(needle in body_text for needle in self.needles):
             body_text = json.dumps(_scrub(json.loads(body_text), self.secrets))
         # The keys and values as one object's members: one encoding, not two a key (orjson's where it writes the same
         # values; its text has no spaces, which the json column keeps as it is and every reader parses alike).
@@ -330,6 +331,11 @@ def _canonical(text: str, parsed: Any) -> str:
     return json.dumps(parsed) if "\\" in text else text
 
 
+def _needles(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    """The secrets as they may appear in JSON text: as they are, and as json.dumps escapes them inside a string."""
+    return tuple(dict.fromkeys(v for secret in secrets for v in (secret, json.dumps(secret)[1:-1])))
+
+
 def _holds_secret(json_text: str, secrets: tuple[str, ...]) -> bool:
     """Whether a secret appears in JSON text, as is or as json.dumps escapes it inside a string."""
-    return any(secret in json_text or json.dumps(secret)[1:-1] in json_text for secret in secrets)
+    return any(needle in json_text for needle in _needles(secrets))
