@@ -31,7 +31,9 @@ def test_a_burst_from_many_workers_gets_exactly_the_buckets_tokens(rt: Runtime) 
     def hit() -> None:
         own = RateLimiter(rt.redis)  # one client per "worker"
         barrier.wait()
-        waits = [own.acquire("integration:7", per_second=5) for _ in range(10)]
+        # A token every 2 s and a burst of 5: the 40 calls finish long before one more token comes, however busy
+        # the machine (at 5/s one came back within 0.2 s and made a sixth 0 under load).
+        waits = [own.acquire("integration:7", per_second=0.5, burst=5) for _ in range(10)]
         with lock:
             results.extend(waits)
 
@@ -41,7 +43,7 @@ def test_a_burst_from_many_workers_gets_exactly_the_buckets_tokens(rt: Runtime) 
     for thread in threads:
         thread.join()
     assert results.count(0.0) == 5  # the burst of a 5/s bucket
-    assert all(0 < w <= 8 for w in results if w)  # the others are told when to come back
+    assert all(0 < w <= 2 for w in results if w)  # the others are told when the next token comes
     limiter.reset("integration:7")
     assert limiter.acquire("integration:7", per_second=5) == 0.0
 
