@@ -455,11 +455,8 @@ def _fold_statement(fields: tuple[str, ...], with_order: bool, given: tuple[str,
     checks = ["suppressions", "reviewed", *(("stopped_orders", "duplicates") if with_order else ())]
     customers, triggers, table = table_of(Customer), table_of(Trigger), table_of(Action)
 
-    def cast(target: Any, name: str) -> str:
-        return target.c[name].type.compile(dialect=pgraw.DIALECT)  # type: ignore[no-any-return]
-
-    now = f"%(fold_now)s::{cast(customers, 'created_at')}"
-    given_values = [f"%(c_{k})s::{cast(customers, k)}" for k in given]
+    now = f"%(fold_now)s::{pgraw.cast_of(customers, 'created_at')}"
+    given_values = [f"%(c_{k})s::{pgraw.cast_of(customers, k)}" for k in given]
     parts = [
         f"front AS MATERIALIZED ({ahead.sql})",
         "go AS (SELECT new_trigger_id, coalesce(id, new_customer_id) AS customer_id, id AS stored_id, new_customer_id"
@@ -477,7 +474,7 @@ def _fold_statement(fields: tuple[str, ...], with_order: bool, given: tuple[str,
             f"changed_customer AS (UPDATE customers SET {assignments} FROM go"
             f" WHERE customers.id = go.stored_id AND ({differs}))"
         )
-    trigger_values = ", ".join(f"%(t_{k})s::{cast(triggers, k)}" for k in FOLD_TRIGGER_COLUMNS)
+    trigger_values = ", ".join(f"%(t_{k})s::{pgraw.cast_of(triggers, k)}" for k in FOLD_TRIGGER_COLUMNS)
     parts.append(
         f"new_trigger AS (INSERT INTO triggers (id, customer_id, {', '.join(FOLD_TRIGGER_COLUMNS)})"
         f" SELECT new_trigger_id, customer_id, {trigger_values} FROM go RETURNING id)"
@@ -486,7 +483,7 @@ def _fold_statement(fields: tuple[str, ...], with_order: bool, given: tuple[str,
     action_params = [tuple(f"a{n}_{i}" for i in range(len(names))) for n in range(actions)]
     if actions:
         rows = ", ".join(
-            "(" + ", ".join(f"%({p})s::{cast(table, name)}" for p, name in zip(row, names, strict=True)) + ")"
+            "(" + ", ".join(f"%({p})s::{pgraw.cast_of(table, name)}" for p, name in zip(row, names, strict=True)) + ")"
             for row in action_params
         )
         parts.append(

@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import psycopg
-from sqlalchemy import Table
+from sqlalchemy import String, Table
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.orm import Session
 
@@ -124,11 +124,21 @@ def numbered_by_name(sql: str) -> tuple[str, tuple[str, ...]]:
     return re.sub(r"%\((\w+)\)s", number, sql), tuple(numbers)
 
 
+def cast_of(table: Table, name: str) -> str:
+    """The type a placeholder for this column is cast to: the column's, but a string's without its length. An
+    explicit cast to ``VARCHAR(n)`` cuts a longer value silently; written into the column as a plain ``VARCHAR``,
+    it is refused ("value too long"), as the ORM's and COPY's writes refuse it."""
+    column_type = table.c[name].type
+    if isinstance(column_type, String) and column_type.length is not None:
+        column_type = String()
+    return column_type.compile(dialect=DIALECT)  # type: ignore[no-any-return]
+
+
 @functools.lru_cache(maxsize=256)
 def insert_values(table: Table, names: tuple[str, ...], rows: int = 1) -> str:
     """``INSERT INTO table (names) VALUES (%s::type, ...), ...`` for ``rows`` rows of positional parameters, each cast
     to its column's type (so a NULL or a JSON text needs no type of its own)."""
-    casts = [table.c[name].type.compile(dialect=DIALECT) for name in names]
+    casts = [cast_of(table, name) for name in names]
     row = "(" + ", ".join(f"%s::{cast}" for cast in casts) + ")"
     return f"INSERT INTO {table.name} ({', '.join(names)}) VALUES {', '.join([row] * rows)}"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -349,3 +350,26 @@ def test_the_folded_statement_goes_through_one_cursor_kept_with_its_connection(a
             cursors.append(conn.connection.info[pgraw.RAW_CURSOR])
             assert cursors[-1].connection is conn.connection.driver_connection
     assert cursors[0] is cursors[1] and not cursors[0].closed
+
+
+def test_a_raw_insert_refuses_a_value_longer_than_its_column_instead_of_cutting_it(rt: Runtime) -> None:
+    if not rt.db.is_postgresql:
+        pytest.skip("the raw statements are PostgreSQL's")
+    from hub.stores import create_store
+
+    with rt.db.transaction() as session:
+        store_id = create_store(session, "Long values").id
+    columns = ("store_id", "email", "created_at", "updated_at")
+    sql = pgraw.insert_values(Customer.__table__, columns)
+    assert "VARCHAR(" not in sql  # an explicit cast to VARCHAR(n) would cut the value silently
+    email = "a" * 400 + "@example.com"  # the column holds 320
+    now = datetime.now(UTC)
+    with rt.db.session() as session, pytest.raises(psycopg.errors.StringDataRightTruncation):
+        pgraw.driver(session).execute(sql, (store_id, email, now, now))
+    with rt.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Customer).where(Customer.store_id == store_id)) == 0
+
+
+def test_the_folded_statement_casts_no_value_to_a_bounded_string() -> None:
+    statement = flows._fold_statement(("email",), True, ("email", "first_name"), 2)
+    assert "VARCHAR(" not in statement.sql
