@@ -415,7 +415,7 @@ def test_sent_events_rows_show_the_last_attempts_latency_and_status_read_in_one_
 def test_the_events_view_shows_an_action_tried_before_and_waiting_or_in_flight_again_as_retrying(
     state: str, attempts: int, shown: str
 ) -> None:
-    assert event_status(Action(state=state, attempt_count=attempts)) == shown
+    assert event_status(state, attempts) == shown
 
 
 def test_an_idle_dispatcher_waits_until_the_next_action_comes_due_and_never_longer_than_its_interval(
