@@ -499,10 +499,9 @@ def p3(setup: Setup, count: int) -> dict[str, Any]:
 # -- P4: list and stats latency on a large table ----------------------------------------------------
 
 
-def p4(setup: Setup, rows: int, calls: int) -> dict[str, Any]:
-    if not setup.database_url.startswith("postgresql"):
-        return {"skipped": "needs PostgreSQL"}
-    store_id, integration_id, token = make_store(setup)
+def seed_p4(setup: Setup, store_id: int, integration_id: int, rows: int) -> float:
+    """P4's data: ``rows`` webhook events of one store, one second apart going back from now, in P4's mix of states
+    and triggers, an attempt each, the counters compacted and the tables analyzed. Returns the seconds it took."""
     rt = setup.runtime()
     began = time.perf_counter()
     with rt.db.transaction() as session:
@@ -544,27 +543,44 @@ def p4(setup: Setup, rows: int, calls: int) -> dict[str, Any]:
             conn.execute(text(f"VACUUM ANALYZE {table}"))
     seeded = time.perf_counter() - began
     rt.close()
-    now = datetime.now(UTC)
+    return seeded
+
+
+def p4_calls(now: datetime, deep_cursor: str) -> dict[str, tuple[str, dict[str, str]]]:
+    """P4's cases, in the order of a round: name → (path, query parameters). ``deep_cursor`` is the next_cursor of
+    the first page of /events."""
     month = {"from": (now - timedelta(days=30)).isoformat()}  # the last 30 days, to the microsecond
     # A window whose both ends fall inside the seeded data, off the hour: the partial hours are read from the
     # actions (about 3,600 rows an hour here), the rest from the counters.
     window = {"from": (now - timedelta(days=6, minutes=29)).isoformat(), "to": (now - timedelta(days=1)).isoformat()}
+    return {
+        "events_page": ("/api/v1/events", {"app": "webhook", "limit": "50"}),
+        "actions_failed_page": ("/api/v1/actions", {"state": "failed", "limit": "50"}),
+        "events_deep_page": ("/api/v1/events", {"limit": "50", "cursor": deep_cursor}),
+        "stats_30_days": ("/api/v1/stats", month),
+        "stats_30_days_app": ("/api/v1/stats", {**month, "app": "webhook"}),
+        "stats_30_days_failed": ("/api/v1/stats", {**month, "state": "failed"}),
+        "stats_window_off_the_hour": ("/api/v1/stats", window),
+        # The floor: an authenticated call with one tiny query, through the same gunicorn, in the same rounds.
+        "floor_integrations": ("/api/v1/integrations", {}),
+    }
+
+
+def p4(setup: Setup, rows: int, calls: int) -> dict[str, Any]:
+    if not setup.database_url.startswith("postgresql"):
+        return {"skipped": "needs PostgreSQL"}
+    store_id, integration_id, token = make_store(setup)
+    seeded = seed_p4(setup, store_id, integration_id, rows)
     results: dict[str, Any] = {"rows": rows, "seed_seconds": round(seeded, 1)}
     with web(setup, free_port()) as url:
         api = requests.Session()
         api.headers["Authorization"] = f"Bearer {token}"
-        cases: dict[str, Callable[[], requests.Response]] = {
-            "events_page": lambda: api.get(f"{url}/api/v1/events", params={"app": "webhook", "limit": "50"}),
-            "actions_failed_page": lambda: api.get(f"{url}/api/v1/actions", params={"state": "failed", "limit": "50"}),
-        }
         cursor = api.get(f"{url}/api/v1/events", params={"limit": 50}).json()["next_cursor"]
-        cases["events_deep_page"] = lambda: api.get(f"{url}/api/v1/events", params={"limit": 50, "cursor": cursor})
-        cases["stats_30_days"] = lambda: api.get(f"{url}/api/v1/stats", params=month)
-        cases["stats_30_days_app"] = lambda: api.get(f"{url}/api/v1/stats", params={**month, "app": "webhook"})
-        cases["stats_30_days_failed"] = lambda: api.get(f"{url}/api/v1/stats", params={**month, "state": "failed"})
-        cases["stats_window_off_the_hour"] = lambda: api.get(f"{url}/api/v1/stats", params=window)
-        # The floor: an authenticated call with one tiny query, through the same gunicorn, in the same rounds.
-        cases["floor_integrations"] = lambda: api.get(f"{url}/api/v1/integrations")
+
+        def getter(path: str, params: dict[str, str]) -> Callable[[], requests.Response]:
+            return lambda: api.get(f"{url}{path}", params=params)
+
+        cases = {name: getter(path, params) for name, (path, params) in p4_calls(datetime.now(UTC), cursor).items()}
         for call in cases.values():
             for _ in range(5):
                 call()  # warm

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, cast, or_, select
+from sqlalchemy import ColumnElement, Select, String, bindparam, cast, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from hub.models import OPEN_STATES, Action, OpenAction, Trigger
@@ -36,37 +36,78 @@ def conditions(store_id: int, f: dict[str, Any]) -> list[ColumnElement[bool]]:
 
     A filter on open states only (pending, held, queued, sending) also picks the ids from open_actions: no index
     of actions names the state, and a store's open actions are few beside its delivered ones."""
-    where = _conditions(store_id, f)
+    return _where(store_id, f, named=False)
+
+
+def named_conditions(f: dict[str, Any]) -> list[ColumnElement[bool]]:
+    """``conditions`` with the store and the filter's values as bound parameters named after them (``parameters``
+    gives their values): for a statement made once per ``shape`` of filter and run again with other values."""
+    return _where(None, f, named=True)
+
+
+def _where(store_id: int | None, f: dict[str, Any], named: bool) -> list[ColumnElement[bool]]:
+    where = _conditions(store_id, f, named)
     states = states_of(f)
     if states and set(states) <= set(OPEN_STATES):
-        where.append(Action.id.in_(open_ids(OpenAction.store_id == store_id, OpenAction.state.in_(states))))
+        store: Any = bindparam("store_id") if named else store_id
+        where.append(Action.id.in_(open_ids(OpenAction.store_id == store, OpenAction.state.in_(states))))
     return where
 
 
-def _conditions(store_id: int, f: dict[str, Any]) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = [Action.store_id == store_id]
+# The filter's keys whose values a named statement takes as parameters (of the same name); the others (the states,
+# which date) are written into the statement, and belong to its shape.
+NAMED = ("kind", "app", "trigger", "order_id", "caused_by", "flow", "customer", "trigger_type", "date_from", "date_to")
+
+
+def shape(f: dict[str, Any]) -> tuple[Any, ...]:
+    """What a named statement of this filter depends on besides its parameters: which filters are set, the states
+    and the date field. Filters with the same shape share one statement."""
+    return (
+        tuple(name for name in NAMED if f.get(name)),
+        tuple(states_of(f)),
+        f.get("date_by") or "created",
+        bool(f.get("q")),
+    )
+
+
+def parameters(store_id: int, f: dict[str, Any]) -> dict[str, Any]:
+    """The values of a named statement's parameters for this store and filter (see ``conditions``)."""
+    values = {"store_id": store_id, **{name: f[name] for name in NAMED if f.get(name)}}
+    if f.get("q"):
+        values["q"] = _like(f["q"].strip().lower())
+    return values
+
+
+def _conditions(store_id: int | None, f: dict[str, Any], named: bool = False) -> list[ColumnElement[bool]]:
+    def value(name: str, given: Any) -> Any:
+        return bindparam(name) if named else given
+
+    store = value("store_id", store_id)
+    where: list[ColumnElement[bool]] = [Action.store_id == store]
     if states := states_of(f):
         where.append(Action.state.in_(states) if len(states) > 1 else Action.state == states[0])
     for name in ("kind", "app", "trigger", "order_id", "caused_by"):
         if f.get(name):
-            where.append(getattr(Action, name) == f[name])
+            where.append(getattr(Action, name) == value(name, f[name]))
     if f.get("flow"):
-        where.append(Action.flow_id == f["flow"])
+        where.append(Action.flow_id == value("flow", f["flow"]))
     if f.get("customer"):
-        where.append(Action.customer_id == f["customer"])
+        where.append(Action.customer_id == value("customer", f["customer"]))
     if f.get("trigger_type"):
         where.append(
             Action.trigger_id.in_(
-                select(Trigger.id).where(Trigger.store_id == store_id, Trigger.type == f["trigger_type"])
+                select(Trigger.id).where(
+                    Trigger.store_id == store, Trigger.type == value("trigger_type", f["trigger_type"])
+                )
             )
         )
     column = DATE_COLUMNS[f.get("date_by") or "created"]
     if f.get("date_from"):
-        where.append(column >= f["date_from"])
+        where.append(column >= value("date_from", f["date_from"]))
     if f.get("date_to"):
-        where.append(column < f["date_to"])
+        where.append(column < value("date_to", f["date_to"]))
     if f.get("q"):
-        pattern = _like(f["q"].strip().lower())
+        pattern = value("q", _like(f["q"].strip().lower()))
         where.append(
             or_(
                 cast(Action.target, String).ilike(pattern, escape="\\"),
@@ -79,6 +120,11 @@ def _conditions(store_id: int, f: dict[str, Any]) -> list[ColumnElement[bool]]:
 
 def actions(store_id: int, f: dict[str, Any]) -> Select[Any]:
     return select(Action).where(*conditions(store_id, f))
+
+
+def named_actions(f: dict[str, Any]) -> Select[Any]:
+    """``actions`` with its values as named parameters (``named_conditions``)."""
+    return select(Action).where(*named_conditions(f))
 
 
 def queue(store_id: int, f: dict[str, Any]) -> Select[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -133,6 +134,26 @@ def action_out(action: Any) -> dict[str, Any]:
         "order_id": _text(action.order_id),
         "caused_by": _text(action.caused_by),
     }
+
+
+# ActionOut's keys, in the order of its fields; the positions of its times among them.
+ACTION_KEYS = tuple(field.data_key or name for name, field in ActionOut._declared_fields.items())
+_ACTION_TIMES = tuple(
+    n for n, field in enumerate(ActionOut._declared_fields.values()) if isinstance(field, fields.DateTime)
+)
+
+
+def action_row(values: Sequence[Any]) -> dict[str, Any]:
+    """What ``action_out`` gives, from the values of ActionOut's fields in their order (a row of the actions' columns
+    of the same names, read as plain values): the texts are already strings and the target a dict of its own, so
+    only the times need converting. GET /actions builds its pages with it; tests/test_outbox.py checks the answer is
+    what ActionPage dumps."""
+    row = dict(zip(ACTION_KEYS, values, strict=True))
+    for n in _ACTION_TIMES:
+        value = values[n]
+        if value is not None:
+            row[ACTION_KEYS[n]] = value.isoformat()
+    return row
 
 
 def _text(value: Any) -> str | None:

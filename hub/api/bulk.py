@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from hub import bulk
-from hub.api import authenticate, current_actor, current_store, db_session, runtime
+from hub.api import Blueprint, authenticate, current_actor, current_store, db_session, runtime
 from hub.api.outbox import rows
 from hub.api.paging import page_of
 from hub.models import BulkOperation

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from sqlalchemy import or_, select
 
 from hub import customers
-from hub.api import authenticate, current_store, db_session
+from hub.api import Blueprint, authenticate, current_store, db_session
 from hub.api.paging import page_of
 from hub.models import Customer, Suppression
 from schemas.common import PageQuery

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from hub import integrations as service
 from hub import manual
-from hub.api import authenticate, current_store, db_session, runtime
+from hub.api import Blueprint, authenticate, current_store, db_session, runtime
 from hub.api.paging import page_of
 from hub.models import Integration, IntegrationState, SandboxRequest
 from schemas.actions import ActionList, ActionOut

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask_smorest import Blueprint
 from sqlalchemy import and_, or_, select
 
 from hub import audit, operations, queries
 from hub import explain as explanation
-from hub.api import authenticate, current_actor, current_store, db_session, runtime
+from hub.api import Blueprint, authenticate, current_actor, current_store, db_session, runtime
 from hub.api.actions import page
 from hub.api.paging import page_of
 from hub.models import Action, AuditEntry, Flow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select
+from sqlalchemy import Integer, Select, bindparam
 
 from hub.api import db_session
 from schemas.common import encode_cursor
@@ -16,6 +16,21 @@ def keyset(statement: Select[Any], id_column: Any, query: dict[str, Any]) -> Sel
     if query.get("cursor"):
         statement = statement.where(id_column < query["cursor"])
     return statement.order_by(id_column.desc()).limit(query["limit"] + 1)
+
+
+def named_keyset(statement: Select[Any], id_column: Any, cursor: bool) -> Select[Any]:
+    """``keyset``'s statement with the cursor and the limit as parameters (``keyset_parameters``), for a statement
+    made once and run again for other pages."""
+    if cursor:
+        statement = statement.where(id_column < bindparam("cursor"))
+    return statement.order_by(id_column.desc()).limit(bindparam("limit", type_=Integer))
+
+
+def keyset_parameters(query: dict[str, Any]) -> dict[str, Any]:
+    """The values of ``named_keyset``'s parameters for one page."""
+    if query.get("cursor"):
+        return {"cursor": query["cursor"], "limit": query["limit"] + 1}
+    return {"limit": query["limit"] + 1}
 
 
 def cut(rows: list[Any], limit: int) -> tuple[list[Any], str | None]:

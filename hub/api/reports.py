@@ -6,11 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response
-from flask_smorest import Blueprint
 
 from hub import export
 from hub import stats as service
-from hub.api import authenticate, current_store, db_session, runtime
+from hub.api import Blueprint, authenticate, current_store, db_session, runtime
 from schemas.outbox import ExportQuery, StatsOut, StatsQuery
 
 blp = Blueprint("reports", __name__, description="Stats and exports over the shared filter.")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from hub import stores
-from hub.api import authenticate, current_store, db_session
+from hub.api import Blueprint, authenticate, current_store, db_session
 from hub.models import Store
 from schemas.stores import StoreOut, StorePatch
 
