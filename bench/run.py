@@ -435,9 +435,10 @@ def delivery_run(setup: Setup, events: int, app: str, **env: str) -> dict[str, A
 
 @contextmanager
 def web(setup: Setup, port: int) -> Iterator[str]:
+    """The hub under gunicorn with production's settings (hub.serving: threaded workers that keep a client's
+    connection alive, as the Procfile runs it), for P3 and P4."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "hub.app:create_app()", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-         "--no-control-socket", "--log-level", "warning"],
+        [sys.executable, "-m", "gunicorn", *serving.gunicorn_args(f"127.0.0.1:{port}"), "--log-level", "warning"],
         env=setup.env(HUB_PUBLIC_URL=f"http://127.0.0.1:{port}"),
         cwd=ROOT,
         start_new_session=True,
