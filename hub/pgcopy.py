@@ -8,12 +8,11 @@ Elsewhere (SQLite) the same call is a multi-row INSERT ... RETURNING.
 
 from __future__ import annotations
 
-import enum
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Enum, String, Table, insert, text
+from sqlalchemy import Table, insert, text
 from sqlalchemy.orm import Session
 
 MIN_ROWS = 50  # below this a multi-row INSERT is as cheap, and needs no second query for the ids
@@ -32,45 +31,64 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     if not rows:
         return []
     names = list(rows[0])
-    return insert_tuples(session, table, names, [tuple(row[n] for n in names) for row in rows])
+    return insert_tuples(session, table, names, [tuple(map(row.__getitem__, names)) for row in rows])
 
 
-def insert_tuples(session: Session, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[int]:
-    """Insert ``rows``, each the values of the columns ``names`` (no ``id``) in that order; their ids, in order."""
+def insert_tuples(
+    session: Session,
+    table: Table,
+    names: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    json_text: Collection[str] = (),
+) -> list[int]:
+    """Insert ``rows``, each the values of the columns ``names`` (no ``id``) in that order; their ids, in order.
+
+    The values of the JSON columns named in ``json_text`` are given as JSON text already (COPY sends it as it is)."""
     if not rows:
         return []
     connection = session.connection()
     if connection.dialect.name != "postgresql" or len(rows) < MIN_ROWS:
         statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        return list(session.execute(statement, [dict(zip(names, row, strict=True)) for row in rows]).scalars())
+        decoded = [position for position, name in enumerate(names) if name in json_text]
+        parameters = []
+        for row in rows:
+            values = dict(zip(names, row, strict=True))
+            for position in decoded:
+                if row[position] is not None:
+                    values[names[position]] = json.loads(row[position])
+            parameters.append(values)
+        return list(session.execute(statement, parameters).scalars())
     ids = list(session.execute(NEXT_IDS, {"table": table.name, "n": len(rows)}).scalars())
-    converters = [(position, column_converter(table, name)) for position, name in enumerate(names)]
-    converters = [(position, convert) for position, convert in converters if convert is not None]
+    converters = [
+        (position, convert)
+        for position, name in enumerate(names, start=1)  # after the id
+        if name not in json_text and (convert := column_converter(table, name)) is not None
+    ]
     driver = connection.connection.driver_connection
     assert driver is not None
     columns = ", ".join(["id", *names])
     with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
-        for row_id, row in zip(ids, rows, strict=True):
-            values = [row_id, *row]
-            for position, convert in converters:
-                value = values[position + 1]
-                if value is not None:
-                    values[position + 1] = convert(value)
-            copy.write_row(values)
+        write = copy.write_row
+        if not converters:
+            for row_id, row in zip(ids, rows, strict=True):
+                write((row_id, *row))
+        else:
+            for row_id, row in zip(ids, rows, strict=True):
+                values = [row_id, *row]
+                for position, convert in converters:
+                    value = values[position]
+                    if value is not None:
+                        values[position] = convert(value)
+                write(values)
     return ids
 
 
-def _enum_value(value: Any) -> Any:
-    return value.value if isinstance(value, enum.Enum) else value  # a StrEnum goes as its value, not its name
-
-
 def column_converter(table: Table, name: str) -> Any:
-    """What a column's values need before COPY: JSON text for JSON columns, an enum's value for string columns
-    (psycopg would send an Enum's name); nothing for the rest."""
+    """What a column's values need before COPY: JSON text for JSON columns; nothing for the rest. (An enum goes as its
+    value: every enum of ours is a StrEnum, which psycopg writes as the string it is.)"""
     column_type = table.c[name].type
     variant = getattr(column_type, "_variant_mapping", {}).get("postgresql", column_type)
     if variant.__class__.__name__ in ("JSON", "JSONB"):
         return json.dumps
-    if isinstance(variant, (String, Enum)):  # Text is a String
-        return _enum_value
     return None
