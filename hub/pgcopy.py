@@ -9,9 +9,10 @@ Elsewhere (SQLite) the same call is a multi-row INSERT ... RETURNING.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy import Table, insert, text
 from sqlalchemy.orm import Session
 
@@ -85,10 +86,30 @@ def insert_tuples(
 
 
 def column_converter(table: Table, name: str) -> Any:
-    """What a column's values need before COPY: JSON text for JSON columns; nothing for the rest. (An enum goes as its
-    value: every enum of ours is a StrEnum, which psycopg writes as the string it is.)"""
+    """What a column's values need before COPY: JSON text for JSON columns (``json_text`` for jsonb); nothing for the
+    rest. (An enum goes as its value: every enum of ours is a StrEnum, which psycopg writes as the string it is.)"""
     column_type = table.c[name].type
     variant = getattr(column_type, "_variant_mapping", {}).get("postgresql", column_type)
-    if variant.__class__.__name__ in ("JSON", "JSONB"):
+    kind = variant.__class__.__name__
+    if kind == "JSONB":
+        return json_text
+    if kind == "JSON":
         return json.dumps
     return None
+
+
+# orjson leaves to json.dumps (TypeError) what it would write otherwise: datetimes, dataclasses and subclasses of str,
+# int, dict and list (which json.dumps writes its own way, or refuses), and integers past 64 bits.
+_ORJSON_STRICT = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def json_text(value: Any, default: Callable[[Any], Any] | None = None) -> str:
+    """``json.dumps(value, default=default)`` for a jsonb column, written by orjson (~4× faster): the same JSON, which
+    jsonb keeps without its whitespace or escapes. What orjson would write otherwise goes to json.dumps, but for one
+    case: a float NaN or infinity, which orjson writes as null and json.dumps as NaN (which PostgreSQL refuses). The
+    rows written through here are built from validated triggers, whose numbers are integers or decimals, never floats.
+    """
+    try:
+        return orjson.dumps(value, default=default, option=_ORJSON_STRICT).decode()
+    except TypeError:
+        return json.dumps(value, default=default)
