@@ -233,7 +233,7 @@ def ingest_many(
             order_id=(data.get("order") or {}).get("id"),
             customer_id=customer_id,
             occurred_at=data.get("occurred_at") or now,
-            payload=flows.TRIGGER_JSON.encode(payload),  # as JSON text: what is written (_insert_triggers)
+            payload=pgcopy.json_text(payload, default=str),  # as JSON text, what is written (_insert_triggers)
             created_at=now,
         )
         triggers.append((index, payload, trigger))
@@ -250,8 +250,9 @@ def ingest_many(
     cancelled = _stop_orders(session, store.id, [(index, t) for index, _, t in triggers])
     actions_of: dict[int, list[flows.NewAction]] = {}
     everything: list[flows.NewAction] = []
+    builder = flows.ActionBuilder(store, config)
     for index, payload, trigger in triggers:
-        actions_of[index] = flows.build_actions(store, config, payload, trigger)
+        actions_of[index] = builder.build(payload, trigger)
         everything.extend(actions_of[index])
     flows.apply_guards(session, everything, config.integrations_by_id(), quiet_hours={store.id: config.quiet_hours})
     _skip_repeats_within(everything)
