@@ -621,16 +621,8 @@ class ActionBuilder:
         self.store_id = store.id
         self.store_name = store.name
         self._plans: dict[str, list[tuple[FlowConfig, list[_Slot]]]] = {}
-        self._iso: dict[tuple[datetime, timedelta | None], str] = {}
-
-    def _isoformat(self, when: datetime) -> str:
-        """``when.isoformat()``, once per time and offset: the triggers of a batch often share their time, and the
-        actions of a flow their step's delay, where formatting an aware datetime costs as much as a dict and more."""
-        key = (when, when.utcoffset())  # equal datetimes may differ in offset (10:00+02:00 == 08:00+00:00)
-        text = self._iso.get(key)
-        if text is None:
-            text = self._iso[key] = when.isoformat()
-        return text
+        # The triggers of a batch often share their time, and the actions of a flow their step's delay.
+        self._isoformat = pgcopy.IsoFormat()
 
     def _plan(self, trigger_type: str) -> list[tuple[FlowConfig, list[_Slot]]]:
         by_app = self.config.integrations
