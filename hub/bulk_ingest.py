@@ -322,7 +322,7 @@ def _insert_triggers(session: Session, triggers: list[flows.NewTrigger]) -> dict
             pass
     statement = flows.insert_trigger_statement(dialect)
     parameters = [
-        {**dict(zip(names, row, strict=True)), "payload": json.loads(t.payload)}
+        {**dict(zip(names, row, strict=True)), "payload": json.loads(t.payload)}  # type: ignore[arg-type]
         for t, row in zip(triggers, rows, strict=True)
     ]
     return dict((key, id_) for id_, key in session.execute(statement, parameters))

@@ -687,7 +687,7 @@ class ActionBuilder:
                     properties=properties,
                     test=False,
                 )
-                action: NewAction = NewAction.adopt(  # the columns new_event_action gives, and the flow's and trigger's
+                action: NewAction = NewAction.adopt(  # type: ignore[attr-defined]  # the columns new_event_action gives, and the flow's and trigger's
                     {
                         "store_id": self.store_id,
                         "flow_id": flow.id,

@@ -78,12 +78,12 @@ def insert_tuples(
                 write((row_id, *row))
         else:
             for row_id, row in zip(ids, rows, strict=True):
-                values = [row_id, *row]
+                line = [row_id, *row]
                 for position, convert in converters:
-                    value = values[position]
+                    value = line[position]
                     if value is not None:
-                        values[position] = convert(value)
-                write(values)
+                        line[position] = convert(value)
+                write(line)
     return ids
 
 

@@ -110,7 +110,7 @@ def _compile_field(field: fields.Field) -> Callable[[Any], Any] | None:
         def convert_list(value: Any) -> Any:
             if type(value) is not list:
                 return _FAIL
-            out = []
+            out: list[Any] = []
             for element in value:
                 if element is None:
                     if not inner_allows_none:
@@ -126,7 +126,7 @@ def _compile_field(field: fields.Field) -> Callable[[Any], Any] | None:
         return _validated(field, convert_list)
     if isinstance(field, (fields.Dict, fields.Tuple, fields.Method, fields.Function, fields.Pluck)):
         return None
-    if type(field) in (fields.String, fields.Email, fields.Url):
+    if isinstance(field, fields.String) and type(field) in (fields.String, fields.Email, fields.Url):
         return _compile_string(field)
     return field.deserialize  # a scalar: marshmallow's own conversion and validators (raises ValidationError)
 
