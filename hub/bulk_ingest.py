@@ -15,8 +15,10 @@ batch is created skipped (order_cancelled) rather than pending and then cancelle
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import json
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -231,7 +233,7 @@ def ingest_many(
             order_id=(data.get("order") or {}).get("id"),
             customer_id=customer_id,
             occurred_at=data.get("occurred_at") or now,
-            payload=json.loads(json.dumps(payload, default=str)),
+            payload=pgcopy.json_text(payload, default=str),  # as JSON text, what is written (_insert_triggers)
             created_at=now,
         )
         triggers.append((index, payload, trigger))
@@ -248,8 +250,9 @@ def ingest_many(
     cancelled = _stop_orders(session, store.id, [(index, t) for index, _, t in triggers])
     actions_of: dict[int, list[flows.NewAction]] = {}
     everything: list[flows.NewAction] = []
+    builder = flows.ActionBuilder(store, config)
     for index, payload, trigger in triggers:
-        actions_of[index] = flows.build_actions(store, config, payload, trigger)
+        actions_of[index] = builder.build(payload, trigger)
         everything.extend(actions_of[index])
     flows.apply_guards(session, everything, config.integrations_by_id(), quiet_hours={store.id: config.quiet_hours})
     _skip_repeats_within(everything)
@@ -296,26 +299,38 @@ def _action_ids(session: Session, trigger_ids: list[int]) -> dict[int, list[int]
 
 
 def _insert_triggers(session: Session, triggers: list[flows.NewTrigger]) -> dict[str, int]:
-    """Store the triggers; dedupe key → id of each one stored (one a concurrent request stored first is left out).
+    """Store the triggers (each payload as JSON text); dedupe key → id of each one stored (one a concurrent request
+    stored first is left out).
 
     COPY when it can, since the batch's keys were checked just before; if a concurrent request stored one
     of them in between, the savepoint goes and a multi-row INSERT ... ON CONFLICT DO NOTHING does it."""
     if not triggers:
         return {}
     table = table_of(Trigger)
-    rows = [flows.columns_of(t, table, skip=("id",)) for t in triggers]
+    names = _trigger_columns()
+    values_of = operator.attrgetter(*names)
+    rows = [values_of(t) for t in triggers]
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql" and len(rows) >= pgcopy.MIN_ROWS:
         from psycopg.errors import UniqueViolation
 
         try:
             with session.begin_nested():
-                ids = pgcopy.insert_rows(session, table, rows)
+                ids = pgcopy.insert_tuples(session, table, names, rows, json_text=("payload",))
             return {t.dedupe_key: i for t, i in zip(triggers, ids, strict=True)}
         except UniqueViolation:
             pass
     statement = flows.insert_trigger_statement(dialect)
-    return dict((key, id_) for id_, key in session.execute(statement, rows))
+    parameters = [
+        {**dict(zip(names, row, strict=True)), "payload": json.loads(t.payload)}  # type: ignore[arg-type]
+        for t, row in zip(triggers, rows, strict=True)
+    ]
+    return dict((key, id_) for id_, key in session.execute(statement, parameters))
+
+
+@functools.cache
+def _trigger_columns() -> tuple[str, ...]:
+    return tuple(c.key for c in table_of(Trigger).c if c.key != "id")
 
 
 class _Customers:

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     any_,
+    cast,
     create_engine,
     event,
     exc,
@@ -20,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.types import NullType
 
 # A pooled PostgreSQL connection older than this is replaced rather than reused: it bounds how long one can
 # sit half-open behind a network device that dropped it silently (a restarted server is noticed at once, below).
@@ -87,8 +89,26 @@ def any_of(column: Any, values: Collection[Any], dialect: str) -> ColumnElement[
     rendered and parsed again on every call.
     """
     if dialect == "postgresql":
+        text = array_text(values)
+        if text is not None:  # cast by PostgreSQL from its own text form, where psycopg's dumper cost ~10 µs a value
+            return column == any_(cast(literal(text, NullType()), ARRAY(column.type)))  # type: ignore[no-any-return]
         return column == any_(literal(list(values), ARRAY(column.type)))  # type: ignore[no-any-return]
     return column.in_(list(values))  # type: ignore[no-any-return]
+
+
+def array_text(values: Collection[Any]) -> str | None:
+    """PostgreSQL's text form of an array of strings (``{"a","b \\"c\\""}``) or of integers (``{1,2}``), or None for
+    any other values. psycopg dumps a list of them element by element in Python; this is one join."""
+    if not values:
+        return "{}"
+    if all(type(value) is str for value in values):
+        joined = '","'.join(values)
+        if '"' in joined or "\\" in joined:  # only these two are escaped inside double quotes
+            joined = '","'.join(value.replace("\\", "\\\\").replace('"', '\\"') for value in values)
+        return '{"' + joined + '"}'
+    if all(type(value) is int for value in values):
+        return "{" + ",".join(map(str, values)) + "}"
+    return None
 
 
 def sql_literal(value: str) -> ColumnElement[Any]:

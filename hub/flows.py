@@ -67,6 +67,14 @@ class PlainRow:
             raise TypeError(f"{type(self).__name__} has no column {', '.join(set(values) - self.COLUMNS)}")
         self.__dict__.update(values)  # the others read as the class's None
 
+    @classmethod
+    def adopt(cls, values: dict[str, Any]) -> Any:
+        """A row of ``values``, the dict itself: for a caller that names the columns in its own code (its tests
+        check them), without the keyword arguments and the check, which cost several times more."""
+        row = cls.__new__(cls)
+        row.__dict__ = values
+        return row
+
 
 def _plain_row(name: str, table: Any) -> type[PlainRow]:
     columns = frozenset(c.key for c in table.c)
@@ -112,8 +120,8 @@ def target_of(customer: dict[str, Any]) -> dict[str, str]:
     return {k: customer[k] for k in ("email", "phone", "external_id") if customer.get(k)}
 
 
-def event_properties(store: Store, data: dict[str, Any], flow: FlowConfig | None) -> dict[str, Any]:
-    properties: dict[str, Any] = {"store": store.name, "trigger": data["type"]}
+def event_properties(store_name: str, data: dict[str, Any], flow: FlowConfig | None) -> dict[str, Any]:
+    properties: dict[str, Any] = {"store": store_name, "trigger": data["type"]}
     if flow is not None:
         properties["flow"] = flow.name
     order = data.get("order")
@@ -580,46 +588,128 @@ def build_actions(
     store: Store, config: StoreConfig, data: dict[str, Any], trigger: Trigger | NewTrigger
 ) -> list[NewAction]:
     """One action per step of every enabled flow the trigger starts, and per app the step goes to."""
-    by_app = config.integrations
-    actions: list[NewAction] = []
-    occurred_at = trigger.occurred_at
-    for flow in config.by_trigger.get(data["type"], ()):
-        # Built once per flow and shared by its actions' payloads (each payload copies the top level only).
-        properties = {**event_properties(store, data, flow), "trigger_occurred_at": occurred_at.isoformat()}
-        for step in flow.steps:
-            run_at = occurred_at + timedelta(seconds=step.delay_seconds)
-            if step.kind != "event":
-                # Native email/SMS steps are admitted by the model; their delivery comes with the messages issue.
-                continue
-            apps = [step.app] if step.app else sorted(by_app)
-            for app in apps:
-                integration = by_app.get(app)
-                if integration is None:
+    return ActionBuilder(store, config).build(data, trigger)
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """An action every trigger of one type makes in a store's config: one event step of a flow, to one app."""
+
+    step_id: int
+    integration_id: int
+    app: str
+    event_name: str  # with the store's prefix
+    event_type: str
+    delay: timedelta
+    key_suffix: str  # the idempotency key's parts after the trigger's (see ActionBuilder.build)
+    state: ActionState
+    reason_code: str | None
+    reason_text: str | None
+
+
+class ActionBuilder:
+    """``build_actions`` for the triggers of one store and config: what their actions share (the flows a type starts,
+    their event steps and apps, the event names, an integration's hold) is worked out once per trigger type, so a
+    bulk ingest does that once a batch rather than once a trigger."""
+
+    def __init__(self, store: Store, config: StoreConfig) -> None:
+        self.store = store
+        self.config = config
+        self.store_id = store.id
+        self.store_name = store.name
+        self._plans: dict[str, list[tuple[FlowConfig, list[_Slot]]]] = {}
+        # The triggers of a batch often share their time, and the actions of a flow their step's delay.
+        self._isoformat = pgcopy.IsoFormat()
+
+    def _plan(self, trigger_type: str) -> list[tuple[FlowConfig, list[_Slot]]]:
+        by_app = self.config.integrations
+        plan = []
+        for flow in self.config.by_trigger.get(trigger_type, ()):
+            slots = []
+            for step in flow.steps:
+                if step.kind != "event":
+                    # Native email/SMS steps are admitted by the model; their delivery comes with the messages issue.
                     continue
-                action = new_event_action(
-                    store,
-                    integration,
-                    name=step.event_name or "Event",
-                    event_type=step.event_type or "event",
-                    customer=data["customer"],
-                    properties=properties,
-                    # The flow step's event happens when the step comes due, not when the order shipped: platforms
-                    # judge an event's age by this time (Attentive ignores custom events older than 12 hours).
+                for app in [step.app] if step.app else sorted(by_app):
+                    integration = by_app.get(app)
+                    if integration is None:
+                        continue
+                    state, reason_code, reason_text = ActionState.PENDING, None, None
+                    if integration.state != IntegrationState.CONNECTED:
+                        state, reason_code, reason_text = hold_reason(integration)
+                    slots.append(
+                        _Slot(
+                            step_id=step.id,
+                            integration_id=integration.id,
+                            app=integration.app,
+                            event_name=event_name(self.store, step.event_name or "Event"),
+                            event_type=step.event_type or "event",
+                            delay=timedelta(seconds=step.delay_seconds),
+                            key_suffix=f":{step.id}:{app}",
+                            state=state,
+                            reason_code=reason_code,
+                            reason_text=reason_text,
+                        )
+                    )
+            plan.append((flow, slots))
+        return plan
+
+    def build(self, data: dict[str, Any], trigger: Trigger | NewTrigger) -> list[NewAction]:
+        """The trigger's actions: as ``new_event_action`` makes them, with the flow's step, the trigger and its
+        customer and order."""
+        plan = self._plans.get(data["type"])
+        if plan is None:
+            plan = self._plans[data["type"]] = self._plan(data["type"])
+        actions: list[NewAction] = []
+        occurred_at = trigger.occurred_at
+        customer = data["customer"]
+        # idempotency_key(store id, dedupe key, step id, app): the same text, joined once per trigger.
+        key_prefix = f"{self.store_id}:{trigger.dedupe_key}"
+        for flow, slots in plan:
+            # Built once per flow and shared by its actions' payloads (each payload copies the top level only).
+            properties = event_properties(self.store_name, data, flow)
+            properties["trigger_occurred_at"] = self._isoformat(occurred_at)
+            for slot in slots:
+                # The flow step's event happens when the step comes due, not when the order shipped: platforms
+                # judge an event's age by this time (Attentive ignores custom events older than 12 hours).
+                run_at = occurred_at + slot.delay
+                key = hashlib.sha256((key_prefix + slot.key_suffix).encode()).hexdigest()[:40]
+                payload = event_payload(
+                    id=key,
+                    name=slot.event_name,
+                    type=slot.event_type,
                     occurred_at=run_at,
-                    run_at=run_at,
-                    trigger="auto",
-                    key=idempotency_key(store.id, trigger.dedupe_key, step.id, app),
-                    row=NewAction,
+                    occurred_at_text=self._isoformat(run_at),
+                    customer=customer,
+                    properties=properties,
+                    test=False,
                 )
-                action.flow_id, action.step_id, action.trigger_id, action.customer_id = (
-                    flow.id,
-                    step.id,
-                    trigger.id,
-                    trigger.customer_id,
+                action: NewAction = NewAction.adopt(  # type: ignore[attr-defined]  # the columns new_event_action gives, and the flow's and trigger's
+                    {
+                        "store_id": self.store_id,
+                        "flow_id": flow.id,
+                        "step_id": slot.step_id,
+                        "trigger_id": trigger.id,
+                        "customer_id": trigger.customer_id,
+                        "integration_id": slot.integration_id,
+                        "kind": "event",
+                        "app": slot.app,
+                        "event_name": slot.event_name,
+                        "event_type": slot.event_type,
+                        "target": target_of(customer),
+                        "trigger": "auto",
+                        "state": slot.state,
+                        "reason_code": slot.reason_code,
+                        "reason_text": slot.reason_text,
+                        "scheduled_at": run_at,
+                        "run_at": run_at,
+                        "idempotency_key": key,
+                        "payload": payload,
+                        "order_id": trigger.order_id,
+                    }
                 )
-                action.order_id = trigger.order_id
                 actions.append(action)
-    return actions
+        return actions
 
 
 @functools.cache

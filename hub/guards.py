@@ -192,6 +192,8 @@ def judge(
     # Every subject of one app and integration gets the same verdict on it (a GuardResult is immutable): judged once.
     connected: dict[tuple[str | None, int | None], GuardResult] = {}
     caps_of: dict[str | None, Capabilities | None] = {}
+    # The staleness verdict depends on the app and the action's age alone: actions of a batch mostly share both.
+    stale: dict[tuple[str | None, int], GuardResult] = {}
     for s in subjects:
         verdict = connected.get((s.app, s.integration_id))
         if verdict is None:
@@ -206,7 +208,11 @@ def judge(
             checks.append(_suppression(s, suppressed))
             checks.append(_order(s, stopped))
             checks.append(_reviewed(s, reviewed))
-            checks.append(_stale(s, caps, at))
+            age = int((at - s.scheduled_at).total_seconds())
+            verdict = stale.get((s.app, age))
+            if verdict is None:
+                verdict = stale[(s.app, age)] = _stale(s.app, caps, age)
+            checks.append(verdict)
             checks.append(_duplicate(s, duplicates))
         checks.append(_quiet_hours(s, quiet_hours.get(s.store_id), caps, at))
         results[s.key] = checks
@@ -233,6 +239,7 @@ NOT_SUPPRESSED = GuardResult("suppressed", True, "not unsubscribed or suppressed
 ORDER_GOING_AHEAD = GuardResult("order_cancelled", True, "order not cancelled or refunded", None)
 NO_ORDER = GuardResult("order_cancelled", True, "no order", None)
 NOT_A_REVIEW_REQUEST = GuardResult("already_reviewed", True, "not a review request", None)
+NOTHING_REVIEWED = GuardResult("already_reviewed", True, "products not reviewed yet", [])  # none of them reviewed
 NO_DUPLICATE = GuardResult("duplicate", True, "no earlier action for this order", None)
 NO_QUIET_HOURS = GuardResult(quiet.CODE, True, quiet.NO_QUIET_HOURS.text, quiet.NO_QUIET_HOURS.value)
 
@@ -275,6 +282,8 @@ def _identity(s: Subject, caps: Capabilities | None) -> GuardResult:
 
 
 def _suppression(s: Subject, suppressed: dict[tuple[int, str], list[Suppression]]) -> GuardResult:
+    if not suppressed:  # the lookup found no suppression for any of the batch's identities
+        return NOT_SUPPRESSED
     channels = {"all", s.channel or "", s.app or ""} - {""}
     for value in identities(s.target):
         for row in suppressed.get((s.store_id, value), []):
@@ -297,7 +306,9 @@ def _order(s: Subject, stopped: dict[tuple[int, str], str]) -> GuardResult:
 def _reviewed(s: Subject, reviewed: dict[int, set[str]]) -> GuardResult:
     if s.event_type not in REVIEW_EVENT_TYPES or not s.product_ids or not s.customer_id:
         return NOT_A_REVIEW_REQUEST
-    done = reviewed.get(s.customer_id, set())
+    done = reviewed.get(s.customer_id)
+    if not done:
+        return NOTHING_REVIEWED
     if all(p in done for p in s.product_ids):
         return GuardResult(
             "already_reviewed", False, "the customer already reviewed every product of the order", sorted(done)
@@ -305,22 +316,23 @@ def _reviewed(s: Subject, reviewed: dict[int, set[str]]) -> GuardResult:
     return GuardResult("already_reviewed", True, "products not reviewed yet", sorted(done & set(s.product_ids)))
 
 
-def _stale(s: Subject, caps: Capabilities | None, at: datetime) -> GuardResult:
+def _stale(app: str | None, caps: Capabilities | None, age: int) -> GuardResult:
     window = caps.staleness_seconds if caps else None
-    age = int((at - s.scheduled_at).total_seconds())
     if window is None:
         return GuardResult("stale", True, "the app takes events of any age", age)
     if age > window:
         return GuardResult(
             "stale",
             False,
-            f"due {timedelta(seconds=age)} ago; {s.app} ignores events older than {timedelta(seconds=window)}",
+            f"due {timedelta(seconds=age)} ago; {app} ignores events older than {timedelta(seconds=window)}",
             age,
         )
-    return GuardResult("stale", True, f"within {s.app}'s window of {timedelta(seconds=window)}", age)
+    return GuardResult("stale", True, f"within {app}'s window of {timedelta(seconds=window)}", age)
 
 
 def _duplicate(s: Subject, duplicates: dict[tuple[Any, ...], list[int]]) -> GuardResult:
+    if not duplicates:  # the lookup found no live action for any of the batch's orders
+        return NO_DUPLICATE
     others = [i for i in duplicates.get(_dedupe_key(s), []) if s.action_id is None or i < s.action_id]
     if s.order_id and s.trigger == "auto" and others:
         return GuardResult("duplicate", False, f"already sent for order {s.order_id} as action {others[0]}", others[0])

@@ -8,12 +8,13 @@ Elsewhere (SQLite) the same call is a multi-row INSERT ... RETURNING.
 
 from __future__ import annotations
 
-import enum
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Enum, String, Table, insert, text
+import orjson
+from sqlalchemy import DateTime, Table, insert, text
 from sqlalchemy.orm import Session
 
 MIN_ROWS = 50  # below this a multi-row INSERT is as cheap, and needs no second query for the ids
@@ -32,45 +33,105 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     if not rows:
         return []
     names = list(rows[0])
-    return insert_tuples(session, table, names, [tuple(row[n] for n in names) for row in rows])
+    return insert_tuples(session, table, names, [tuple(map(row.__getitem__, names)) for row in rows])
 
 
-def insert_tuples(session: Session, table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[int]:
-    """Insert ``rows``, each the values of the columns ``names`` (no ``id``) in that order; their ids, in order."""
+def insert_tuples(
+    session: Session,
+    table: Table,
+    names: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    json_text: Collection[str] = (),
+) -> list[int]:
+    """Insert ``rows``, each the values of the columns ``names`` (no ``id``) in that order; their ids, in order.
+
+    The values of the JSON columns named in ``json_text`` are given as JSON text already (COPY sends it as it is)."""
     if not rows:
         return []
     connection = session.connection()
     if connection.dialect.name != "postgresql" or len(rows) < MIN_ROWS:
         statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        return list(session.execute(statement, [dict(zip(names, row, strict=True)) for row in rows]).scalars())
+        decoded = [position for position, name in enumerate(names) if name in json_text]
+        parameters = []
+        for row in rows:
+            values = dict(zip(names, row, strict=True))
+            for position in decoded:
+                if row[position] is not None:
+                    values[names[position]] = json.loads(row[position])
+            parameters.append(values)
+        return list(session.execute(statement, parameters).scalars())
     ids = list(session.execute(NEXT_IDS, {"table": table.name, "n": len(rows)}).scalars())
-    converters = [(position, column_converter(table, name)) for position, name in enumerate(names)]
-    converters = [(position, convert) for position, convert in converters if convert is not None]
+    times = IsoFormat()  # psycopg writes a datetime by isoformat too: here once per distinct time of the batch
+    converters = []
+    for position, name in enumerate(names, start=1):  # after the id
+        convert = times if _is_datetime(table, name) else column_converter(table, name)
+        if convert is not None and name not in json_text:
+            converters.append((position, convert))
     driver = connection.connection.driver_connection
     assert driver is not None
     columns = ", ".join(["id", *names])
     with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
-        for row_id, row in zip(ids, rows, strict=True):
-            values = [row_id, *row]
-            for position, convert in converters:
-                value = values[position + 1]
-                if value is not None:
-                    values[position + 1] = convert(value)
-            copy.write_row(values)
+        write = copy.write_row
+        if not converters:
+            for row_id, row in zip(ids, rows, strict=True):
+                write((row_id, *row))
+        else:
+            for row_id, row in zip(ids, rows, strict=True):
+                line = [row_id, *row]
+                for position, convert in converters:
+                    value = line[position]
+                    if value is not None:
+                        line[position] = convert(value)
+                write(line)
     return ids
 
 
-def _enum_value(value: Any) -> Any:
-    return value.value if isinstance(value, enum.Enum) else value  # a StrEnum goes as its value, not its name
+class IsoFormat:
+    """``when.isoformat()``, each time formatted once: formatting an aware datetime costs ~12k instructions, more than
+    building a dict, and the rows of a batch mostly share their times (created now, due at the same delay)."""
+
+    def __init__(self) -> None:
+        self._texts: dict[tuple[datetime, timedelta | None], str] = {}
+
+    def __call__(self, when: datetime) -> str:
+        key = (when, when.utcoffset())  # equal datetimes may differ in offset (10:00+02:00 == 08:00+00:00)
+        text = self._texts.get(key)
+        if text is None:
+            text = self._texts[key] = when.isoformat()
+        return text
+
+
+def _is_datetime(table: Table, name: str) -> bool:
+    column_type = table.c[name].type
+    return isinstance(getattr(column_type, "impl_instance", column_type), DateTime)  # UTCDateTime is a TypeDecorator
 
 
 def column_converter(table: Table, name: str) -> Any:
-    """What a column's values need before COPY: JSON text for JSON columns, an enum's value for string columns
-    (psycopg would send an Enum's name); nothing for the rest."""
+    """What a column's values need before COPY: JSON text for JSON columns (``json_text`` for jsonb); nothing for the
+    rest. (An enum goes as its value: every enum of ours is a StrEnum, which psycopg writes as the string it is.)"""
     column_type = table.c[name].type
     variant = getattr(column_type, "_variant_mapping", {}).get("postgresql", column_type)
-    if variant.__class__.__name__ in ("JSON", "JSONB"):
+    kind = variant.__class__.__name__
+    if kind == "JSONB":
+        return json_text
+    if kind == "JSON":
         return json.dumps
-    if isinstance(variant, (String, Enum)):  # Text is a String
-        return _enum_value
     return None
+
+
+# orjson leaves to json.dumps (TypeError) what it would write otherwise: datetimes, dataclasses and subclasses of str,
+# int, dict and list (which json.dumps writes its own way, or refuses), and integers past 64 bits.
+_ORJSON_STRICT = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def json_text(value: Any, default: Callable[[Any], Any] | None = None) -> str:
+    """``json.dumps(value, default=default)`` for a jsonb column, written by orjson (~4× faster): the same JSON, which
+    jsonb keeps without its whitespace or escapes. What orjson would write otherwise goes to json.dumps, but for one
+    case: a float NaN or infinity, which orjson writes as null and json.dumps as NaN (which PostgreSQL refuses). The
+    rows written through here are built from validated triggers, whose numbers are integers or decimals, never floats.
+    """
+    try:
+        return orjson.dumps(value, default=default, option=_ORJSON_STRICT).decode()
+    except TypeError:
+        return json.dumps(value, default=default)

@@ -145,8 +145,8 @@ def insert_values(table: Table, names: tuple[str, ...], rows: int = 1) -> str:
 
 @functools.lru_cache(maxsize=64)
 def converters(table: Table, names: tuple[str, ...]) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
-    """(position, conversion) for the columns whose values need one before going to the driver: JSON as text,
-    enums as their values (pgcopy's rules, which COPY uses too)."""
+    """(position, conversion) for the columns whose values need one before going to the driver: JSON as text
+    (pgcopy's rules, which COPY uses too)."""
     found = ((position, pgcopy.column_converter(table, name)) for position, name in enumerate(names))
     return tuple((position, convert) for position, convert in found if convert is not None)
 

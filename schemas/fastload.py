@@ -14,11 +14,12 @@ and schema-level `@validates_schema` validators. A schema with anything else (pr
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import marshmallow as ma
-from marshmallow import fields
+from marshmallow import fields, validate
 from marshmallow.decorators import POST_LOAD, PRE_LOAD, VALIDATES, VALIDATES_SCHEMA
 from marshmallow.utils import missing
 
@@ -51,41 +52,46 @@ def _compile_schema(schema: ma.Schema) -> Callable[[Any], Any] | None:
         if hook_many or kwargs.get("pass_original"):
             return None
         validators.append(getattr(schema, attr_name))
-    plan: list[tuple[str, fields.Field, Callable[[Any], Any]]] = []
+    plan: list[tuple[str, Callable[[Any], Any], bool, Any, bool]] = []
     for name, field in schema.load_fields.items():
         if field.data_key not in (None, name) or (field.attribute not in (None, name)):
             return None
         converter = _compile_field(field)
         if converter is None:
             return None
-        plan.append((name, field, converter))
-    known = frozenset(name for name, _, _ in plan)
+        plan.append((name, converter, field.required, field.load_default, field.allow_none))
+    known = frozenset(name for name, *_ in plan)
 
     def load(data: Any) -> Any:
         if type(data) is not dict or not known.issuperset(data):
             return _FAIL
         out: dict[str, Any] = {}
-        for name, field, convert in plan:
-            value = data.get(name, missing)
+        get = data.get
+        for name, convert, required, default, allow_none in plan:
+            value = get(name, missing)
             if value is missing:
-                if field.required:
+                if required:
                     return _FAIL
-                default = field.load_default
                 if default is not missing:
                     out[name] = default() if callable(default) else default
-                continue
-            value = convert(value)
-            if value is _FAIL:
-                return _FAIL
-            out[name] = value
-        for validate in validators:
-            validate(out, partial=None, many=False, unknown=ma.RAISE)
+            elif value is None:  # what Field.deserialize answers for None, whatever the field
+                if not allow_none:
+                    return _FAIL
+                out[name] = None
+            else:
+                value = convert(value)
+                if value is _FAIL:
+                    return _FAIL
+                out[name] = value
+        for check in validators:
+            check(out, partial=None, many=False, unknown=ma.RAISE)
         return out
 
     return load
 
 
 def _compile_field(field: fields.Field) -> Callable[[Any], Any] | None:
+    """A function value (never None: the caller judges None) → loaded value, or _FAIL, or raises ValidationError."""
     if field.pre_load or field.post_load:
         return None
     if isinstance(field, fields.Nested):
@@ -94,27 +100,56 @@ def _compile_field(field: fields.Field) -> Callable[[Any], Any] | None:
         inner = _compile_schema(field.schema)
         if inner is None:
             return None
-        return _nullable(field, _validated(field, inner))
+        return _validated(field, inner)
     if isinstance(field, fields.List):
         item = _compile_field(field.inner)
         if item is None:
             return None
+        inner_allows_none = field.inner.allow_none
 
         def convert_list(value: Any) -> Any:
             if type(value) is not list:
                 return _FAIL
-            out = []
+            out: list[Any] = []
             for element in value:
+                if element is None:
+                    if not inner_allows_none:
+                        return _FAIL
+                    out.append(None)
+                    continue
                 converted = item(element)
                 if converted is _FAIL:
                     return _FAIL
                 out.append(converted)
             return out
 
-        return _nullable(field, _validated(field, convert_list))
+        return _validated(field, convert_list)
     if isinstance(field, (fields.Dict, fields.Tuple, fields.Method, fields.Function, fields.Pluck)):
         return None
+    if isinstance(field, fields.String) and type(field) in (fields.String, fields.Email, fields.Url):
+        return _compile_string(field)
     return field.deserialize  # a scalar: marshmallow's own conversion and validators (raises ValidationError)
+
+
+def _compile_string(field: fields.String) -> Callable[[Any], Any]:
+    """String, Email and Url load a str as itself, then run their validators (marshmallow builds an ``And`` of them
+    on every call); ``Length`` is checked inline. Anything but a str goes to marshmallow."""
+    lengths = [v for v in field.validators if type(v) is validate.Length and v.equal is None]
+    checks = tuple(v for v in field.validators if v not in lengths)
+    low = max((v.min for v in lengths if v.min is not None), default=0)
+    high = min((v.max for v in lengths if v.max is not None), default=sys.maxsize)
+    deserialize = field.deserialize
+
+    def convert(value: Any) -> Any:
+        if type(value) is not str:
+            return deserialize(value)
+        if not low <= len(value) <= high:
+            return _FAIL
+        for check in checks:
+            check(value)
+        return value
+
+    return convert
 
 
 def _validated(field: fields.Field, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -128,16 +163,5 @@ def _validated(field: fields.Field, convert: Callable[[Any], Any]) -> Callable[[
             for check in checks:
                 check(result)
         return result
-
-    return run
-
-
-def _nullable(field: fields.Field, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    allow_none = field.allow_none
-
-    def run(value: Any) -> Any:
-        if value is None:
-            return None if allow_none else _FAIL
-        return convert(value)
 
     return run

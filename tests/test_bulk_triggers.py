@@ -261,3 +261,19 @@ def test_a_trigger_stored_concurrently_between_the_check_and_the_write_is_a_dupl
     assert results[0]["status"] == "duplicate" and results[0]["trigger_id"] == first["id"]
     assert [r["status"] for r in results[1:]] == ["accepted"] * 59
     assert counts(rt)[:2] == (60, 60)
+
+
+def test_the_action_builder_keys_actions_as_idempotency_key_does(api: Api, rt: Runtime) -> None:
+    from hub.flows import idempotency_key
+
+    connect_two_apps(api)
+    [result] = bulk(api, [order_trigger("1")]).json["results"]
+    with rt.db.session() as session:
+        rows = session.execute(
+            select(Action.idempotency_key, Action.store_id, Action.step_id, Action.app, Trigger.dedupe_key)
+            .join(Trigger, Trigger.id == Action.trigger_id)
+            .where(Action.id.in_(result["actions"]))
+        ).all()
+    assert len(rows) == 2
+    for key, store_id, step_id, app, dedupe_key in rows:
+        assert key == idempotency_key(store_id, dedupe_key, step_id, app)

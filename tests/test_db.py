@@ -4,6 +4,7 @@ closed the pooled connections (a restart, an administrator terminating backends)
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, event, text
@@ -72,3 +73,23 @@ def test_checking_out_a_pooled_connection_sends_no_ping(
     for n in range(2, 4):
         assert api.post("/api/v1/triggers", json=order_trigger(str(n))).status_code == 202
     assert pings == []
+
+
+@pytest.mark.parametrize(
+    "values",
+    [["a", 'b"c', "d\\e", "", " x ", "NULL", "{}", "a,b", "é"], [1, 2, 3], [], ["only"]],
+)
+def test_an_array_sent_as_text_reads_back_as_the_values_it_was_made_of(
+    rt: Runtime, postgresql: None, values: list[Any]
+) -> None:
+    from hub.db import array_text
+
+    kind = "bigint" if values and type(values[0]) is int else "text"
+    with rt.db.session() as session:
+        assert session.scalar(text(f"SELECT CAST(:values AS {kind}[])"), {"values": array_text(values)}) == values
+
+
+def test_only_strings_and_integers_are_sent_as_text() -> None:
+    from hub.db import array_text
+
+    assert array_text([True]) is None and array_text([1.5]) is None and array_text(["a", 1]) is None

@@ -161,12 +161,19 @@ def post_triggers_bulk() -> Any:
     The accepted ones are committed together before the answer. Each trigger may carry an
     `idempotency_key`, which is to it what the Idempotency-Key header is to a single trigger.
     """
-    items = _bulk_items()
+    # The collector paused for the whole request, reading the body and writing the answer too: a thousand triggers
+    # are tens of thousands of objects alive until the answer is written, which collections set off meanwhile would
+    # walk again and again. They are freed (the call returns) before it runs again.
     with collector_paused():
-        valid, rejected = bulk_ingest.validate(items)
-        session = db_session()
-        accepted = bulk_ingest.ingest_many(session, current_store(), valid, cache=runtime().caches.stores)
-        session.commit()
+        return _bulk_answer()
+
+
+def _bulk_answer() -> Response:
+    items = _bulk_items()
+    valid, rejected = bulk_ingest.validate(items)
+    session = db_session()
+    accepted = bulk_ingest.ingest_many(session, current_store(), valid, cache=runtime().caches.stores)
+    session.commit()
     results = sorted(accepted + rejected, key=lambda r: r.index)
     counts = {status: sum(1 for r in results if r.status == status) for status in BULK_STATUSES}
     body = {
@@ -177,7 +184,7 @@ def post_triggers_bulk() -> Any:
     }
     # Already in BulkTriggersOut's shape, of JSON types only: a Response skips the schema's dump of a thousand
     # items (flask-smorest passes a Response through; the schema still documents it).
-    return jsonify(body)
+    return json_answer(body)
 
 
 def _bulk_items() -> list[Any]:
