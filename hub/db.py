@@ -11,6 +11,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    String,
     any_,
     cast,
     create_engine,
@@ -89,10 +90,13 @@ def any_of(column: Any, values: Collection[Any], dialect: str) -> ColumnElement[
     rendered and parsed again on every call.
     """
     if dialect == "postgresql":
+        # The column's type without a string's length: a cast to VARCHAR(n)[] would cut a longer value, which could
+        # then match a stored one it only begins with.
+        element = String() if isinstance(column.type, String) and column.type.length else column.type
         text = array_text(values)
         if text is not None:  # cast by PostgreSQL from its own text form, where psycopg's dumper cost ~10 µs a value
-            return column == any_(cast(literal(text, NullType()), ARRAY(column.type)))  # type: ignore[no-any-return]
-        return column == any_(literal(list(values), ARRAY(column.type)))  # type: ignore[no-any-return]
+            return column == any_(cast(literal(text, NullType()), ARRAY(element)))  # type: ignore[no-any-return]
+        return column == any_(literal(list(values), ARRAY(element)))  # type: ignore[no-any-return]
     return column.in_(list(values))  # type: ignore[no-any-return]
 
 

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.pool import NullPool
 
 from hub.runtime import Runtime
@@ -93,3 +93,19 @@ def test_only_strings_and_integers_are_sent_as_text() -> None:
     from hub.db import array_text
 
     assert array_text([True]) is None and array_text([1.5]) is None and array_text(["a", 1]) is None
+
+
+def test_any_of_does_not_match_a_stored_value_that_a_longer_one_only_begins_with(rt: Runtime, postgresql: None) -> None:
+    from hub.db import any_of
+    from hub.models import Customer
+    from hub.stores import create_store
+
+    stored = "a" * 308 + "@example.com"  # as long as the column allows (320)
+    with rt.db.transaction() as session:
+        store = create_store(session, "Any of")
+        session.add(Customer(store_id=store.id, email=stored))
+    with rt.db.session() as session:
+        found = select(Customer.email).where(any_of(Customer.email, [stored], "postgresql"))
+        assert session.scalars(found).all() == [stored]
+        longer = select(Customer.email).where(any_of(Customer.email, [stored + "x", "b"], "postgresql"))
+        assert session.scalars(longer).all() == []
