@@ -75,6 +75,17 @@ def environ(token: str, path: str, body: bytes) -> dict[str, Any]:
     }
 
 
+def call(app: Any, environ: dict[str, Any], start_response: Any) -> bytes:
+    """One WSGI call, as a server makes it: the body read whole, the answer closed."""
+    answer = app(environ, start_response)
+    try:
+        return b"".join(answer)
+    finally:
+        close = getattr(answer, "close", None)
+        if close is not None:
+            close()
+
+
 def post_all(app: Any, requests: list[dict[str, Any]], bulk: int = 0) -> None:
     """Each request through ``app``; stops the run if one was not accepted whole (202, or for bulk 200 with every
     trigger accepted)."""
@@ -86,13 +97,7 @@ def post_all(app: Any, requests: list[dict[str, Any]], bulk: int = 0) -> None:
 
     refused = 0
     for environ in requests:
-        answer = app(environ, start_response)
-        try:
-            body = b"".join(answer)
-        finally:
-            close = getattr(answer, "close", None)
-            if close is not None:
-                close()
+        body = call(app, environ, start_response)
         if bulk and statuses[-1].startswith("200"):
             refused += json.loads(body)["duplicates"] + json.loads(body)["rejected"]
     wrong = [s for s in statuses if not s.startswith("200" if bulk else "202")]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from bench.inprocess_ingest import call
 from bench.run import cpu_seconds, make_store, p4_calls, postgres_pids, prepared, seed_p4
 from hub.app import create_app
 from hub.config import load
@@ -65,13 +66,7 @@ def get(app: Any, env: dict[str, Any]) -> bytes:
         statuses.append(status)
         return None
 
-    answer = app(dict(env), start_response)
-    try:
-        body = b"".join(answer)
-    finally:
-        close = getattr(answer, "close", None)
-        if close is not None:
-            close()
+    body = call(app, dict(env), start_response)
     if not statuses[0].startswith("200"):
         raise SystemExit(f"{env['PATH_INFO']}?{env['QUERY_STRING']} answered {statuses[0]}: {body[:300]!r}")
     return body

@@ -90,14 +90,18 @@ def any_of(column: Any, values: Collection[Any], dialect: str) -> ColumnElement[
     rendered and parsed again on every call.
     """
     if dialect == "postgresql":
-        # The column's type without a string's length: a cast to VARCHAR(n)[] would cut a longer value, which could
-        # then match a stored one it only begins with.
-        element = String() if isinstance(column.type, String) and column.type.length else column.type
+        element = unbounded(column.type)  # VARCHAR(n)[] would cut a longer value, matching one it begins with
         text = array_text(values)
         if text is not None:  # cast by PostgreSQL from its own text form, where psycopg's dumper cost ~10 µs a value
             return column == any_(cast(literal(text, NullType()), ARRAY(element)))  # type: ignore[no-any-return]
         return column == any_(literal(list(values), ARRAY(element)))  # type: ignore[no-any-return]
     return column.in_(list(values))  # type: ignore[no-any-return]
+
+
+def unbounded(column_type: Any) -> Any:
+    """A column's type to cast a value to, a string's without its length: an explicit cast to ``VARCHAR(n)`` cuts a
+    longer value silently, where the column itself refuses it and a comparison keeps it whole."""
+    return String() if isinstance(column_type, String) and column_type.length is not None else column_type
 
 
 def array_text(values: Collection[Any]) -> str | None:

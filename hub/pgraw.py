@@ -17,12 +17,12 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import psycopg
-from sqlalchemy import String, Table
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.orm import Session
 
 from hub import pgcopy
-from hub.db import DRIVER, Statements
+from hub.db import DRIVER, Statements, unbounded
 
 DIALECT = psycopg_dialect.dialect()
 
@@ -125,13 +125,9 @@ def numbered_by_name(sql: str) -> tuple[str, tuple[str, ...]]:
 
 
 def cast_of(table: Table, name: str) -> str:
-    """The type a placeholder for this column is cast to: the column's, but a string's without its length. An
-    explicit cast to ``VARCHAR(n)`` cuts a longer value silently; written into the column as a plain ``VARCHAR``,
-    it is refused ("value too long"), as the ORM's and COPY's writes refuse it."""
-    column_type = table.c[name].type
-    if isinstance(column_type, String) and column_type.length is not None:
-        column_type = String()
-    return column_type.compile(dialect=DIALECT)  # type: ignore[no-any-return]
+    """The type a placeholder for this column is cast to (hub.db.unbounded): an overlong string is refused by the
+    column ("value too long"), as the ORM's and COPY's writes refuse it, not cut by the cast."""
+    return unbounded(table.c[name].type).compile(dialect=DIALECT)  # type: ignore[no-any-return]
 
 
 @functools.lru_cache(maxsize=256)
