@@ -3,8 +3,10 @@
     python -m bench                  # full size (about 5 minutes on 2 cores)
     python -m bench --size smoke     # tiny: proves the harness works, figures mean nothing
     python -m bench --only ceiling,P1
+    python -m bench --repeat 3       # three whole runs, then each target's figures side by side
 
-Prints a table and writes bench/results/<time>.json. See docs/performance.md for what each figure means.
+Prints the figures, then each target beside what was measured and whether it was met (a smoke run is not judged),
+and writes bench/results/<time>.json. See docs/performance.md for what each figure means.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import rq
 from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, func, insert, select, text
 
-from bench import stub
+from bench import report, stub
 from connectors.webhook import WebhookConnector
 from hub import counters, serving
 from hub.config import load
@@ -799,15 +801,10 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=sorted(SIZES), default="full")
-    parser.add_argument("--only", default="ceiling,P1,P2,P3,P4,P5")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    size = SIZES[args.size]
-    wanted = {w.strip() for w in args.only.split(",")}
-    results: dict[str, Any] = {"when": datetime.now(UTC).isoformat(), "size": args.size, "cores": os.cpu_count()}
+def run_once(size_name: str, wanted: set[str]) -> dict[str, Any]:
+    """Every wanted figure once, each on a fresh database and an empty queue, the ratios worked out."""
+    size = SIZES[size_name]
+    results: dict[str, Any] = {"when": datetime.now(UTC).isoformat(), "size": size_name, "cores": os.cpu_count()}
     steps: list[tuple[str, Callable[[Setup], dict[str, Any]]]] = [
         ("ceiling", lambda s: ceiling(s, size["events"])),
         ("P1", lambda s: p1(s, size["events"])),
@@ -819,7 +816,7 @@ def main() -> None:
     for name, step in steps:
         if name not in wanted:
             continue
-        with prepared(args.size) as setup:  # each figure on a fresh database and an empty queue
+        with prepared(size_name) as setup:
             print(f"running {name}…", file=sys.stderr, flush=True)
             results[name] = step(setup)
     if "P1" in results and "worker_peak_rss_mb" in results["P1"]:
@@ -837,10 +834,43 @@ def main() -> None:
             )
             bare = results["ceiling"]["cpu_us_per_event"] + results["ceiling"]["stub_cpu_us_per_event"]
             results[figure]["cpu_ratio_to_ceiling"] = round(bare / ours, 2) if ours else None
-    print(table(results))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--only", default="ceiling,P1,P2,P3,P4,P5")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run every wanted figure this many times, one whole run after another"
+    )
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    wanted = {w.strip() for w in args.only.split(",") if w.strip()}
+    unknown = wanted - {"ceiling", "P1", "P2", "P3", "P4", "P5"}
+    if unknown:
+        parser.error(f"--only: unknown figure(s) {', '.join(sorted(unknown))}; known: ceiling, P1, P2, P3, P4, P5")
+    if args.repeat < 1:
+        parser.error("--repeat must be 1 or more")
+    runs: list[dict[str, Any]] = []
+    for number in range(args.repeat):
+        if args.repeat > 1:
+            print(f"run {number + 1} of {args.repeat}", file=sys.stderr, flush=True)
+        results = run_once(args.size, wanted)
+        runs.append(results)
+        if args.repeat > 1:
+            print(f"\n## run {number + 1} of {args.repeat}")
+        print(table(results))
+        print()
+        print(report.verdicts(results))
+    if args.repeat > 1:
+        print(f"\n## across {args.repeat} runs")
+        print(report.across(runs))
+    # One run writes its results as they are; several write them as a list under "runs".
+    document = runs[0] if len(runs) == 1 else {"size": args.size, "cores": os.cpu_count(), "runs": runs}
     out = args.out or ROOT / "bench" / "results" / f"{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    out.write_text(json.dumps(document, indent=2))
     print(f"written to {out}")
 
 
