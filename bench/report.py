@@ -79,7 +79,13 @@ def _ingest_context(results: Results) -> str:
     return f"{_number(p5.get('requests_per_second'))} vs ceiling {_number(p5.get('ceiling_requests_per_second'))} req/s"
 
 
-LISTS = ("events_page_p95_ms", "actions_failed_page_p95_ms", "events_deep_page_p95_ms")
+LISTS = (
+    "events_page_p95_ms",
+    "actions_failed_page_p95_ms",
+    "events_deep_page_p95_ms",
+    "queue_page_p95_ms",
+    "incomplete_page_p95_ms",
+)
 
 TARGETS: tuple[Target, ...] = (
     Target(

@@ -542,7 +542,7 @@ def seed_p4(setup: Setup, store_id: int, integration_id: int, rows: int) -> floa
     with rt.db.session() as session:
         counters.compact_all(session)  # as the dispatcher's housekeeping would within a minute
     with rt.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for table in ("actions", "attempts", "action_counts"):
+        for table in ("actions", "open_actions", "attempts", "action_counts"):
             conn.execute(text(f"VACUUM ANALYZE {table}"))
     seeded = time.perf_counter() - began
     rt.close()
@@ -560,6 +560,9 @@ def p4_calls(now: datetime, deep_cursor: str) -> dict[str, tuple[str, dict[str, 
         "events_page": ("/api/v1/events", {"app": "webhook", "limit": "50"}),
         "actions_failed_page": ("/api/v1/actions", {"state": "failed", "limit": "50"}),
         "events_deep_page": ("/api/v1/events", {"limit": "50", "cursor": deep_cursor}),
+        # The Queue (pending and held, soonest first: ~143,000 here) and Incomplete (cancelled, skipped, failed).
+        "queue_page": ("/api/v1/queue", {"limit": "50"}),
+        "incomplete_page": ("/api/v1/incomplete", {"limit": "50"}),
         "stats_30_days": ("/api/v1/stats", month),
         "stats_30_days_app": ("/api/v1/stats", {**month, "app": "webhook"}),
         "stats_30_days_failed": ("/api/v1/stats", {**month, "state": "failed"}),

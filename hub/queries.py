@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, bindparam, cast, or_, select
+from sqlalchemy import ColumnElement, Integer, Select, String, and_, bindparam, cast, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from hub.models import OPEN_STATES, Action, OpenAction, Trigger
@@ -141,6 +141,24 @@ def queue(store_id: int, f: dict[str, Any]) -> Select[Any]:
 
 
 QUEUE_ORDER = (OpenAction.run_at, OpenAction.action_id)  # the same values as the action's run_at and id
+
+
+def named_queue(f: dict[str, Any], cursor: bool) -> Select[Any]:
+    """``queue`` with the store and the filter's values as named parameters (``parameters``), ordered by
+    ``QUEUE_ORDER``, for a statement made once per shape of filter and run again: after a cursor, the parameters
+    ``cursor_at`` and ``cursor_id`` (the last row's run_at and id), and ``limit``."""
+    states = states_of(f) or ["pending", "held"]
+    statement = (
+        select(Action)
+        .join(OpenAction, OpenAction.action_id == Action.id)
+        .where(*_conditions(None, {**f, "state": states}, named=True), OpenAction.store_id == bindparam("store_id"))
+        .where(OpenAction.state.in_(states))
+    )
+    if cursor:
+        run_at, action_id = QUEUE_ORDER
+        at = bindparam("cursor_at", type_=OpenAction.run_at.type)
+        statement = statement.where(or_(run_at > at, and_(run_at == at, action_id > bindparam("cursor_id"))))
+    return statement.order_by(*QUEUE_ORDER).limit(bindparam("limit", type_=Integer))
 
 
 def ids_in_batches(

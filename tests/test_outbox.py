@@ -12,10 +12,12 @@ from sqlalchemy import event, select, update
 
 from hub import outbox
 from hub.api.actions import event_status
+from hub.api.outbox import row as outbox_row
 from hub.dispatch import MIN_PAUSE, pause
-from hub.models import Action
+from hub.models import Action, Flow
 from hub.runtime import Runtime
 from schemas.actions import ActionPage, EventPage
+from schemas.outbox import IncompletePage, QueuePage
 from tests.conftest import Api, make_tenant, run_worker
 from tests.test_delivery import HOOK_URL, connect_webhook, deliver_round
 
@@ -92,6 +94,43 @@ def test_queue_pages_are_stable_while_new_actions_arrive(api: Api) -> None:
     pending_action(api, "99", "late@example.com")  # arrives between pages, due last
     second = api.get("/api/v1/queue", query_string={"limit": 2, "cursor": first["next_cursor"]}).json
     assert [r["id"] for r in second["data"]] == ids[2:4]
+
+
+def test_the_queue_and_incomplete_pages_are_exactly_what_their_schemas_dump_of_the_same_actions(
+    api: Api, rt: Runtime
+) -> None:
+    # The pages are built from plain rows, without ORM objects or marshmallow: they must be what the documented
+    # schemas dump of the actions themselves (hub.api.outbox.row, with each flow's name), page after page.
+    sandbox(api)
+    waiting = [pending_action(api, str(n), f"c{n}@example.com")["id"] for n in range(5)]
+    set_state(rt, waiting[1], state="held", reason_code="integration_paused", reason_text="sandbox is paused")
+    api.post(f"/api/v1/actions/{waiting[2]}/cancel", json={"reason": "customer asked"})
+    set_state(rt, waiting[3], state="failed", reason_code="rejected", reason_text="HTTP 400", caused_by="system")
+    set_state(rt, waiting[4], flow_id=None)  # an action whose flow was deleted shows no flow
+
+    def expected(schema: Any, ids: list[int], next_cursor: str | None) -> dict[str, Any]:
+        with rt.db.session() as session:
+            actions = {a.id: a for a in session.scalars(select(Action).where(Action.id.in_(ids)))}
+            flows = dict(session.execute(select(Flow.id, Flow.name)).all())
+            return schema.dump({"data": [outbox_row(actions[i], flows) for i in ids], "next_cursor": next_cursor})
+
+    for path, schema in (("/api/v1/queue", QueuePage()), ("/api/v1/incomplete", IncompletePage())):
+        pages, cursor = [], None
+        while True:
+            answer = api.get(path, query_string={"limit": 1, **({"cursor": cursor} if cursor else {})})
+            assert answer.status_code == 200, answer.json
+            pages.append(answer.json)
+            cursor = answer.json["next_cursor"]
+            if not cursor:
+                break
+        for page in pages:
+            assert page == expected(schema, [r["id"] for r in page["data"]], page["next_cursor"])
+        shown = [r["id"] for page in pages for r in page["data"]]
+        if path == "/api/v1/queue":
+            assert sorted(shown) == [waiting[0], waiting[1], waiting[4]]
+            assert any(r["flow"] is None and r["flow_id"] is None for page in pages for r in page["data"])
+        else:
+            assert shown == [waiting[3], waiting[2]]  # newest first
 
 
 def test_incomplete_shows_cancelled_skipped_and_failed_with_reason_and_who_caused_it(api: Api, rt: Runtime) -> None:

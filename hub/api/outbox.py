@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from flask import jsonify
+from sqlalchemy import Select, select
 
 from hub import audit, operations, queries
 from hub import explain as explanation
 from hub.api import Blueprint, authenticate, current_actor, current_store, db_session, runtime
-from hub.api.actions import page
-from hub.api.paging import page_of
+from hub.api.actions import shaped
+from hub.api.paging import cut, keyset_parameters, named_keyset, page_of
 from hub.models import Action, AuditEntry, Flow
 from schemas.actions import ActionOut
 from schemas.outbox import (
@@ -22,8 +23,10 @@ from schemas.outbox import (
     ExplainOut,
     IncompletePage,
     IncompleteQuery,
+    IncompleteRowOut,
     QueuePage,
     QueueQuery,
+    QueueRowOut,
     ReplayIn,
     encode_queue_cursor,
 )
@@ -71,26 +74,71 @@ def rows(actions: list[Action]) -> list[dict[str, Any]]:
     return [row(a, flows) for a in actions]
 
 
+# What a row of the Queue and of Incomplete shows, in QueueRowOut's and IncompleteRowOut's order, read as plain values
+# (the flow's name by a join): the pages are built from them without ORM objects or marshmallow, as /events and
+# /actions are; tests/test_outbox.py checks the answers are exactly what QueuePage and IncompletePage dump.
+QUEUE_COLUMNS = (
+    Action.id,
+    Action.state,
+    Action.run_at,
+    Action.scheduled_at,
+    Action.kind,
+    Action.app,
+    Action.channel,
+    Action.event_name,
+    Action.target,
+    Action.order_id,
+    Action.flow_id,
+    Flow.name,
+    Action.trigger,
+    Action.reason_code,
+    Action.reason_text,
+)
+QUEUE_KEYS = tuple(QueueRowOut._declared_fields)
+INCOMPLETE_COLUMNS = (*QUEUE_COLUMNS, Action.caused_by, Action.updated_at, Action.attempt_count)
+INCOMPLETE_KEYS = tuple(IncompleteRowOut._declared_fields)
+_TIMES = {
+    n
+    for n, column in enumerate(INCOMPLETE_COLUMNS)
+    if column in (Action.run_at, Action.scheduled_at, Action.updated_at)
+}
+
+
+def plain_row(keys: tuple[str, ...], values: Any) -> dict[str, Any]:
+    """A Queue or Incomplete row as its schema dumps it: the times in ISO form, the rest as read."""
+    row = dict(zip(keys, values, strict=True))
+    for n in _TIMES:
+        if n < len(keys) and values[n] is not None:
+            row[keys[n]] = values[n].isoformat()
+    return row
+
+
+def _with_flow_names(statement: Select[Any], columns: tuple[Any, ...]) -> Select[Any]:
+    return statement.with_only_columns(*columns).outerjoin(Flow, Flow.id == Action.flow_id)
+
+
 @blp.route("/queue", methods=["GET"])
 @blp.arguments(QueueQuery, location="query")
 @blp.response(200, QueuePage)
 def queue(query: dict[str, Any]) -> Any:
     """The Queue: pending and held actions, soonest first, through the shared filter."""
     f = {**query, "state": query.get("state") or list(QUEUE_STATES)}
-    statement = queries.queue(current_store().id, f)
-    if query.get("cursor"):
-        micros, last_id = query["cursor"]
-        at = EPOCH + timedelta(microseconds=micros)
-        run_at, action_id = queries.QUEUE_ORDER
-        statement = statement.where(or_(run_at > at, and_(run_at == at, action_id > last_id)))
-    found = list(db_session().scalars(statement.order_by(*queries.QUEUE_ORDER).limit(query["limit"] + 1)))
-    more = len(found) > query["limit"]
-    found = found[: query["limit"]]
-    cursor = None
+    cursor = query.get("cursor")
+    statement = shaped(
+        ("queue", queries.shape(f), bool(cursor)),
+        lambda: _with_flow_names(queries.named_queue(f, bool(cursor)), QUEUE_COLUMNS),
+    )
+    parameters = {**queries.parameters(current_store().id, f), "limit": query["limit"] + 1}
+    if cursor:
+        micros, last_id = cursor
+        parameters.update(cursor_at=EPOCH + timedelta(microseconds=micros), cursor_id=last_id)
+    found = db_session().connection().execute(statement, parameters).all()
+    found, more = found[: query["limit"]], len(found) > query["limit"]
+    next_cursor = None
     if more and found:
         last = found[-1]
-        cursor = encode_queue_cursor((last.run_at - EPOCH) // timedelta(microseconds=1), last.id)
-    return {"data": rows(found), "next_cursor": cursor}
+        next_cursor = encode_queue_cursor((last.run_at - EPOCH) // timedelta(microseconds=1), last.id)
+    return jsonify({"data": [plain_row(QUEUE_KEYS, row) for row in found], "next_cursor": next_cursor})
 
 
 @blp.route("/incomplete", methods=["GET"])
@@ -99,8 +147,15 @@ def queue(query: dict[str, Any]) -> Any:
 def incomplete(query: dict[str, Any]) -> Any:
     """Incomplete: cancelled, skipped and failed actions with their reason and who caused it, newest first."""
     f = {**query, "state": query.get("state") or list(INCOMPLETE_STATES)}
-    found, cursor = page(queries.actions(current_store().id, f), query)
-    return {"data": rows(found), "next_cursor": cursor}
+    cursor = bool(query.get("cursor"))
+    statement = shaped(
+        ("incomplete", queries.shape(f), cursor),
+        lambda: named_keyset(_with_flow_names(queries.named_actions(f), INCOMPLETE_COLUMNS), Action.id, cursor),
+    )
+    parameters = {**queries.parameters(current_store().id, f), **keyset_parameters(query)}
+    found = db_session().connection().execute(statement, parameters).all()
+    rows_, next_cursor = cut(list(found), query["limit"])
+    return jsonify({"data": [plain_row(INCOMPLETE_KEYS, row) for row in rows_], "next_cursor": next_cursor})
 
 
 def _operate(action_id: int, operation: str, params: dict[str, Any]) -> Action:
