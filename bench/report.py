@@ -119,18 +119,28 @@ def _aligned(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _verdict(met: bool | None, judged: bool) -> str:
+def unjudged(results: Results) -> str | None:
+    """Why a run's figures are not judged against the targets, or None: the targets are for the full size and the
+    issue's 2 workers."""
+    if results.get("size") == "smoke":
+        return "— (smoke size)"
+    if results.get("workers", 2) != 2:
+        return f"— ({results['workers']} worker{'' if results['workers'] == 1 else 's'})"
+    return None
+
+
+def _verdict(met: bool | None, why_not: str | None) -> str:
     if met is None:
         return "not measured"
-    if not judged:
-        return "— (smoke size)"
+    if why_not:
+        return why_not
     return "yes" if met else "NO"
 
 
 def verdicts(results: Results) -> str:
     """One run: each target, the figure measured, what it was measured against, and whether it was met. A smoke
-    run's figures mean nothing, so nothing is judged."""
-    judged = results.get("size") != "smoke"
+    run's figures mean nothing, and the targets are for 2 workers: those runs are not judged."""
+    why_not = unjudged(results)
     rows = [["target", "measured", "wanted", "met", "against"]]
     for target in TARGETS:
         if target.figure not in results:
@@ -141,7 +151,7 @@ def verdicts(results: Results) -> str:
                 target.label,
                 f"{_number(value)}{target.unit}" if value is not None else "—",
                 target.wanted(),
-                _verdict(target.met(value), judged),
+                _verdict(target.met(value), why_not),
                 target.context(results) if target.context else "",
             ]
         )
@@ -150,7 +160,7 @@ def verdicts(results: Results) -> str:
 
 def across(runs: list[Results]) -> str:
     """Several runs: each target's figure in every run, their median, and in how many runs it was met."""
-    judged = all(run.get("size") != "smoke" for run in runs)
+    why_not = next((reason for run in runs if (reason := unjudged(run))), None)
     rows = [["target", *(f"run {i + 1}" for i in range(len(runs))), "median", "wanted", "met"]]
     for target in TARGETS:
         values = [target.value(run) if target.figure in run else None for run in runs]
@@ -164,7 +174,7 @@ def across(runs: list[Results]) -> str:
                 *(_number(v) if v is not None else "—" for v in values),
                 f"{_number(statistics.median(present))}{target.unit}",
                 target.wanted(),
-                f"{met} of {len(present)}" if judged else "— (smoke size)",
+                why_not or f"{met} of {len(present)}",
             ]
         )
     return _aligned(rows) if len(rows) > 1 else "(no target measured)"

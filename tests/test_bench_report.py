@@ -114,3 +114,10 @@ def test_the_bench_refuses_an_unknown_figure_with_a_message_and_a_non_zero_exit(
     assert run.returncode == 2
     assert "unknown figure(s) P9" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_a_run_with_other_than_two_workers_is_shown_but_not_judged() -> None:
+    table = report.verdicts({**a_run(), "workers": 1})
+    assert met(table, "P1 webhook") == "— (1 worker)"
+    assert "yes" not in table and "NO" not in table
+    assert report.across([a_run(), {**a_run(), "workers": 4}]).count("— (4 workers)") == len(report.TARGETS)
