@@ -276,8 +276,10 @@ def read_for_delivery(session: Session, ids: list[int], lease: str, lease_second
         # Straight from psycopg (hub.pgraw), in the session's transaction: SQLAlchemy's result processing of 1,000
         # rows of 19 columns cost more than psycopg's reading of them. _delivering does what the column types did.
         raw = _raw_read()
+        driver = connection.connection.driver_connection
+        assert driver is not None
         # In binary: psycopg takes the integers and times as they are instead of parsing their text.
-        with connection.connection.driver_connection.cursor(binary=True) as cursor:
+        with driver.cursor(binary=True) as cursor:
             found = cursor.execute(raw.sql, {**raw.constants, "ids": list(ids), "lease": lease}).fetchall()
     else:
         found = connection.execute(select(Action.lease_expires_at, *_READ_COLUMNS).where(*mine)).all()
