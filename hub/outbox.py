@@ -410,15 +410,14 @@ def transition_many(
         session.execute(_CUSTOM_PLANS)
     else:
         which, per_row = Action.id == any_(ids), {}
-    # A Core statement on the session's connection: the ORM's bulk UPDATE (session.execute of update(Action)) adds
-    # its own compile and result steps, and nothing here needs them (no objects of the session to keep in step).
-    moved = session.connection().execute(
+    moved = session.scalars(
         update(Action)
         .where(which, Action.state == expected, Action.lease_token == lease_token)
         .values(state=state, updated_at=now(), **shared, **per_row)
         .returning(Action.id)
+        .execution_options(synchronize_session=False)
     )
-    return set(moved.scalars())
+    return set(moved)
 
 
 _CUSTOM_PLANS = text("SET LOCAL plan_cache_mode = force_custom_plan")  # until the transaction ends
