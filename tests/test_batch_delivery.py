@@ -4,14 +4,16 @@ dispatcher → worker → one request for many actions → an attempt and a tran
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 import responses
 from sqlalchemy import delete, event, func, select, update
+from sqlalchemy import text as sql
 
-from connectors.http import redact
+from connectors.base import json_text, splice_of
+from connectors.http import Recorder, redact
 from connectors.klaviyo import KlaviyoConnector
 from hub import delivery, outbox
 from hub.dispatch import dispatch_once, enqueue
@@ -444,7 +446,9 @@ def test_a_workers_reads_and_transitions_go_by_primary_key_however_many_actions_
     finally:
         event.remove(rt.db.engine, "before_cursor_execute", capture)
 
-    assert len(statements) == 2  # the job's read, and the one transition of its delivered actions
+    assert len(statements) == 1  # the one transition of its delivered actions; the read goes straight to psycopg
+    read = outbox._raw_read()
+    statements.append((read.sql, {**read.constants, "ids": ids[100:200], "lease": lease}))
     with rt.db.engine.connect() as connection:
         for statement, parameters in statements:
             plan = "\n".join(connection.exec_driver_sql("EXPLAIN " + statement, parameters).scalars())
@@ -615,3 +619,145 @@ def test_the_workers_json_reader_reads_as_json_loads_does() -> None:
     ):
         assert json.dumps(outbox._json(text)) == json.dumps(json.loads(text)), text  # an int, not an equal float
     assert outbox._json(None) is None
+
+
+def test_attempt_rows_written_in_one_batch_read_back_exactly_as_they_were_given(rt: Runtime, tenant: Tenant) -> None:
+    """PostgreSQL takes them by a binary COPY: times to the microsecond whatever their zone, empty values as NULL,
+    the record's JSON text as it was written (escapes, non-ASCII text), a record given as a value encoded."""
+    integration_id = connect_klaviyo(rt, tenant)
+    ids = add_actions(rt, tenant, integration_id, customers(3))
+    started = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    elsewhere = started.astimezone(timezone(timedelta(hours=5, minutes=30)))
+    record = r'{"url": "https://a.example/x", "body": {"name": "Zo\u00eb \\ \"q\"", "city": "Zürich\t"}}'
+    rows: list[dict[str, Any]] = [
+        {
+            "action_id": ids[0],
+            "store_id": tenant.store.id,
+            "number": 1,
+            "started_at": started,
+            "duration_ms": 0,
+            "outcome": "delivered",
+            "http_status": 202,
+            "error": None,
+            "request": record,
+            "response": None,
+            "next_attempt_at": None,
+        },
+        {
+            "action_id": ids[1],
+            "store_id": tenant.store.id,
+            "number": 7,
+            "started_at": elsewhere,
+            "duration_ms": 2_147_483_647,
+            "outcome": "retry",
+            "http_status": None,
+            "error": "timeout error: \\N, tab\there, line\nbreak, Zürich",
+            "request": {"url": "https://a.example/y", "body": {"n": 1, "z": [None, True, "ü"]}},
+            "response": "HTTP 503: \\ back",
+            "next_attempt_at": elsewhere + timedelta(seconds=90),
+        },
+        {
+            "action_id": ids[2],
+            "store_id": tenant.store.id,
+            "number": 2,
+            "started_at": started,
+            "duration_ms": 12,
+            "outcome": "permanent",
+            "http_status": 400,
+            "error": "",
+            "request": "{}",
+            "response": "",
+            "next_attempt_at": None,
+        },
+    ]
+
+    with rt.db.transaction() as session:
+        delivery.insert_attempts(session, rows)
+
+    found = attempts(rt)
+    assert [a.action_id for a in found] == ids
+    for given, attempt in zip(rows, found, strict=True):
+        for name in delivery.ATTEMPT_COLUMNS:
+            value = getattr(attempt, name)
+            if name == "request":
+                request = given["request"]
+                assert value == (json.loads(request) if isinstance(request, str) else request)
+            else:
+                assert value == given[name], name
+    if rt.db.is_postgresql:  # the record's text is kept as written (a json column), escapes and all
+        with rt.db.engine.connect() as connection:
+            kept = connection.exec_driver_sql(
+                "SELECT request::text FROM attempts WHERE action_id = %(id)s", {"id": ids[0]}
+            ).scalar()
+        assert kept == record
+
+
+def test_an_attempt_whose_outcome_is_too_long_for_its_column_is_refused_not_cut(rt: Runtime, tenant: Tenant) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    [action_id] = add_actions(rt, tenant, integration_id, customers(1))
+    row = {
+        "action_id": action_id,
+        "store_id": tenant.store.id,
+        "number": 1,
+        "started_at": datetime.now(UTC),
+        "duration_ms": 1,
+        "outcome": "x" * 17,  # String(16)
+        "http_status": None,
+        "error": None,
+        "request": "{}",
+        "response": None,
+        "next_attempt_at": None,
+    }
+    if not rt.db.is_postgresql:
+        pytest.skip("SQLite keeps any length")
+    with pytest.raises(Exception, match="too long"), rt.db.transaction() as session:
+        delivery.insert_attempts(session, [row])
+    assert attempts(rt) == []
+
+
+def test_the_workers_read_gives_its_times_in_utc_whatever_the_sessions_time_zone(rt: Runtime, tenant: Tenant) -> None:
+    integration_id = connect_klaviyo(rt, tenant)
+    ids = add_actions(rt, tenant, integration_id, customers(2))
+    dispatch_once(rt)
+    [lease] = {a.lease_token for a in actions(rt)}
+    stored = {a.id: a for a in actions(rt)}
+
+    with rt.db.transaction() as session:
+        if rt.db.is_postgresql:
+            session.execute(sql("SET LOCAL TIME ZONE 'Asia/Kolkata'"))
+        rows = outbox.read_for_delivery(session, ids, lease, rt.config.lease_seconds)
+
+    assert sorted(r.id for r in rows) == ids
+    for row in rows:
+        action = stored[row.id]
+        assert row.scheduled_at.tzinfo is UTC and row.run_at.tzinfo is UTC
+        assert (row.scheduled_at, row.run_at) == (action.scheduled_at, action.run_at)
+        assert (row.payload, row.target, row.store_id, row.integration_id, row.trigger) == (
+            action.payload,
+            action.target,
+            action.store_id,
+            action.integration_id,
+            action.trigger,
+        )
+
+
+def test_a_claim_refuses_a_moment_without_a_time_zone(rt: Runtime) -> None:
+    with pytest.raises(ValueError, match="naive"):
+        outbox.claim_due(rt.db, 10, rt.config.lease_seconds, at=datetime(2030, 1, 1))
+
+
+def test_the_batch_key_of_an_events_record_is_written_as_json_text_writes_it() -> None:
+    connector = KlaviyoConnector()
+    settings = {"api_key": KEY, "base_url": "https://a.klaviyo.com"}
+    splice = splice_of(connector, settings)
+    assert splice is not None
+    recorder = Recorder(splice.request)
+    body = splice.body([json_text({"type": "event-bulk-create", "key": KEY})])
+    for events, position, same_key_as in [(1000, 0, None), (3, 2, 7), (1, 0, 2**62), (250, 249, 1)]:
+        batch = {"events": events, "position": position}
+        if same_key_as is not None:
+            batch["same_key_as"] = same_key_as
+        members = delivery.batch_members(events, position, same_key_as)
+        assert members == json_text({"batch": batch})[1:-1]
+        assert recorder.text_of(body, members) == recorder.text(body, {"batch": batch})
+        assert KEY not in recorder.text_of(body, members)
