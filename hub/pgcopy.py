@@ -116,21 +116,13 @@ def _copy_text(
             write(line)
 
 
-def _jsonb_binary(text: str) -> bytes:
-    """JSON text as jsonb's binary input: its format version (1), then the text."""
-    return b"\x01" + text.encode()
+def _jsonb_binary(text: str) -> str:
+    """JSON text as jsonb's binary input: its format version (1), then the text (sent as a string, UTF-8 encoded)."""
+    return "\x01" + text
 
 
-def _jsonb_value_binary(value: Any) -> bytes:
-    return b"\x01" + json_text(value).encode()
-
-
-def _json_value_binary(value: Any) -> bytes:
-    return json.dumps(value).encode()
-
-
-def _text_binary(text: str) -> bytes:
-    return text.encode()
+def _jsonb_value_binary(value: Any) -> str:
+    return "\x01" + json_text(value)
 
 
 @functools.cache
@@ -142,9 +134,9 @@ def _binary_plan(
 
     Binary COPY leaves PostgreSQL no text to parse (a time, an integer) and psycopg formats a datetime in C. The
     server reads each field with the column's own binary input, so the checks are the same as in text form (a
-    VARCHAR(n) refuses a longer value, jsonb parses its text, a string with a NUL is refused). JSON values go as
-    bytes in the column's binary input format (jsonb: version 1 and the text; json: the text), which psycopg is told
-    are ``bytea`` so it sends them as they are."""
+    VARCHAR(n) refuses a longer value, jsonb parses its text, a string with a NUL is refused). JSON values go as the
+    column's binary input (jsonb: the format version, 1, then the text; json: the text), written by psycopg as strings
+    (its C dumper for text; its ``bytea`` one is Python)."""
     types: list[str] = []
     converters: list[tuple[int, Callable[[Any], Any]]] = []
     for position, name in enumerate(("id", *names)):
@@ -152,11 +144,12 @@ def _binary_plan(
         column_type = getattr(column_type, "_variant_mapping", {}).get("postgresql", column_type)
         column_type = getattr(column_type, "impl_instance", column_type)  # UTCDateTime is a TypeDecorator
         if isinstance(column_type, JSONB):
-            types.append("bytea")
+            types.append("text")
             converters.append((position, _jsonb_binary if name in json_text else _jsonb_value_binary))
-        elif isinstance(column_type, JSON):
-            types.append("bytea")
-            converters.append((position, _text_binary if name in json_text else _json_value_binary))
+        elif isinstance(column_type, JSON):  # json's binary input is its text
+            types.append("text")
+            if name not in json_text:
+                converters.append((position, json.dumps))
         elif isinstance(column_type, DateTime):
             types.append("timestamptz" if column_type.timezone else "timestamp")
         elif isinstance(column_type, BigInteger):
