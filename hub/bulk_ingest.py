@@ -351,8 +351,17 @@ class _Customers:
         return position
 
     def find(self, given: dict[str, Any]) -> int | None:
-        matches = set().union(*(self.index.get((k, given[k]), set()) for k in flows.IDENTITY_FIELDS if given.get(k)))
-        return min(matches) if matches else None
+        """The first record (lowest position) matching any identity given, or None."""
+        first = None
+        for name in flows.IDENTITY_FIELDS:
+            value = given.get(name)
+            if value:
+                positions = self.index.get((name, value))
+                if positions:
+                    found = min(positions)
+                    if first is None or found < first:
+                        first = found
+        return first
 
     def update(self, position: int, given: dict[str, Any]) -> None:
         record = self.records[position]
@@ -398,11 +407,9 @@ def _write_customers(session: Session, store_id: int, given: list[dict[str, Any]
     now = datetime.now(UTC)
     created = book.records[stored:]
     if created:
-        rows = [
-            {"store_id": store_id, "created_at": now, "updated_at": now, **{k: r.get(k) for k in flows.CUSTOMER_FIELDS}}
-            for r in created
-        ]
-        for record, customer_id in zip(created, pgcopy.insert_rows(session, table, rows), strict=True):
+        names = ("store_id", "created_at", "updated_at", *flows.CUSTOMER_FIELDS)
+        rows = [(store_id, now, now, *map(r.get, flows.CUSTOMER_FIELDS)) for r in created]
+        for record, customer_id in zip(created, pgcopy.insert_tuples(session, table, names, rows), strict=True):
             record["id"] = customer_id
     changed = [book.records[p] for p in sorted(book.changed) if p < stored]
     if changed:

@@ -126,12 +126,19 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
 
 
+def partial(predicate: str) -> dict[str, Any]:
+    """An index over the rows matching ``predicate`` only, on both databases."""
+    return {"postgresql_where": text(predicate), "sqlite_where": text(predicate)}
+
+
 class Customer(Base):
     __tablename__ = "customers"
     __table_args__ = (
-        Index("ix_customers_store_email", "store_id", "email"),
-        Index("ix_customers_store_external_id", "store_id", "external_id"),
-        Index("ix_customers_store_phone", "store_id", "phone"),
+        # Each lookup names a value (= or = ANY), which a NULL never matches: a customer known by e-mail alone takes
+        # no entry in the phone and external-id indexes (migration 0014).
+        Index("ix_customers_store_email", "store_id", "email", **partial("email IS NOT NULL")),
+        Index("ix_customers_store_external_id", "store_id", "external_id", **partial("external_id IS NOT NULL")),
+        Index("ix_customers_store_phone", "store_id", "phone", **partial("phone IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -221,15 +228,11 @@ class Trigger(Base):
     type: Mapped[str] = mapped_column(String(64))
     dedupe_key: Mapped[str] = mapped_column(String(300))
     order_id: Mapped[str | None] = mapped_column(String(200))
-    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
+    # No foreign key: deleting a customer clears it by a trigger, as ON DELETE SET NULL did (hub.cascades, 0014).
+    customer_id: Mapped[int | None] = mapped_column(Integer)
     occurred_at: Mapped[datetime]
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-def partial(predicate: str) -> dict[str, Any]:
-    """An index over the rows matching ``predicate`` only, on both databases."""
-    return {"postgresql_where": text(predicate), "sqlite_where": text(predicate)}
 
 
 class Action(Base):

@@ -8,13 +8,15 @@ Elsewhere (SQLite) the same call is a multi-row INSERT ... RETURNING.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, Table, insert, text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, String, Table, insert, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 MIN_ROWS = 50  # below this a multi-row INSERT is as cheap, and needs no second query for the ids
@@ -22,9 +24,11 @@ MIN_ROWS = 50  # below this a multi-row INSERT is as cheap, and needs no second 
 # The sequence looked up once, in a materialized CTE: written as nextval(pg_get_serial_sequence(...)) the planner
 # evaluates the lookup and the text-to-regclass cast for every row, ~7 µs an id against ~1 (measured in psql, 100,000
 # ids; a bulk ingest of 1,000 triggers takes 3,000).
+# The ids come back as one array (one row, read by psycopg in C) rather than a row each: 1,000 rows through the result
+# machinery cost more than the array.
 NEXT_IDS = text(
     "WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence(:table, 'id')::regclass AS seq) "
-    "SELECT nextval(s.seq) FROM s, generate_series(1, :n)"
+    "SELECT array_agg(n.id ORDER BY n.id) FROM (SELECT nextval(s.seq) AS id FROM s, generate_series(1, :n)) AS n"
 )
 
 
@@ -61,17 +65,17 @@ def insert_tuples(
                     values[names[position]] = json.loads(row[position])
             parameters.append(values)
         return list(session.execute(statement, parameters).scalars())
-    ids = list(session.execute(NEXT_IDS, {"table": table.name, "n": len(rows)}).scalars())
-    times = IsoFormat()  # psycopg writes a datetime by isoformat too: here once per distinct time of the batch
-    converters = []
-    for position, name in enumerate(names, start=1):  # after the id
-        convert = times if _is_datetime(table, name) else column_converter(table, name)
-        if convert is not None and name not in json_text:
-            converters.append((position, convert))
+    ids: list[int] = session.execute(NEXT_IDS, {"table": table.name, "n": len(rows)}).scalar_one()
     driver = connection.connection.driver_connection
     assert driver is not None
     columns = ", ".join(["id", *names])
-    with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
+    plan = _binary_plan(table, tuple(names), frozenset(json_text))
+    if plan is None:
+        _copy_text(driver, table, names, ids, rows, json_text)
+        return ids
+    types, converters = plan
+    with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
         write = copy.write_row
         if not converters:
             for row_id, row in zip(ids, rows, strict=True):
@@ -85,6 +89,82 @@ def insert_tuples(
                         line[position] = convert(value)
                 write(line)
     return ids
+
+
+def _copy_text(
+    driver: Any,
+    table: Table,
+    names: Sequence[str],
+    ids: list[int],
+    rows: Sequence[Sequence[Any]],
+    json_text: Collection[str],
+) -> None:
+    """COPY in text form, for a table with a column type ``_binary_plan`` does not know."""
+    times = IsoFormat()  # psycopg writes a datetime by isoformat too: here once per distinct time of the batch
+    converters = []
+    for position, name in enumerate(names, start=1):  # after the id
+        convert = times if _is_datetime(table, name) else column_converter(table, name)
+        if convert is not None and name not in json_text:
+            converters.append((position, convert))
+    columns = ", ".join(["id", *names])
+    with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
+        write = copy.write_row
+        for row_id, row in zip(ids, rows, strict=True):
+            line = [row_id, *row]
+            for position, convert in converters:
+                value = line[position]
+                if value is not None:
+                    line[position] = convert(value)
+            write(line)
+
+
+def _jsonb_binary(text: str) -> str:
+    """JSON text as jsonb's binary input: its format version (1), then the text (sent as a string, UTF-8 encoded)."""
+    return "\x01" + text
+
+
+def _jsonb_value_binary(value: Any) -> str:
+    return "\x01" + json_text(value)
+
+
+@functools.cache
+def _binary_plan(
+    table: Table, names: tuple[str, ...], json_text: frozenset[str]
+) -> tuple[list[str], list[tuple[int, Callable[[Any], Any]]]] | None:
+    """How to COPY the id and these columns in binary form: the type psycopg writes each value as, and the
+    conversions some columns need first; None when a column's type is not one of these.
+
+    Binary COPY leaves PostgreSQL no text to parse (a time, an integer) and psycopg formats a datetime in C. The
+    server reads each field with the column's own binary input, so the checks are the same as in text form (a
+    VARCHAR(n) refuses a longer value, jsonb parses its text, a string with a NUL is refused). JSON values go as the
+    column's binary input (jsonb: the format version, 1, then the text; json: the text), written by psycopg as strings
+    (its C dumper for text; its ``bytea`` one is Python)."""
+    types: list[str] = []
+    converters: list[tuple[int, Callable[[Any], Any]]] = []
+    for position, name in enumerate(("id", *names)):
+        column_type = table.c[name].type
+        column_type = getattr(column_type, "_variant_mapping", {}).get("postgresql", column_type)
+        column_type = getattr(column_type, "impl_instance", column_type)  # UTCDateTime is a TypeDecorator
+        if isinstance(column_type, JSONB):
+            types.append("text")
+            converters.append((position, _jsonb_binary if name in json_text else _jsonb_value_binary))
+        elif isinstance(column_type, JSON):  # json's binary input is its text
+            types.append("text")
+            if name not in json_text:
+                converters.append((position, json.dumps))
+        elif isinstance(column_type, DateTime):
+            types.append("timestamptz" if column_type.timezone else "timestamp")
+        elif isinstance(column_type, BigInteger):
+            types.append("int8")
+        elif isinstance(column_type, Integer):
+            types.append("int4")
+        elif isinstance(column_type, Boolean):
+            types.append("bool")
+        elif isinstance(column_type, String):  # VARCHAR, TEXT, and enums (every enum of ours is a StrEnum)
+            types.append("text")
+        else:
+            return None
+    return types, converters
 
 
 class IsoFormat:

@@ -214,6 +214,24 @@ def test_one_new_customer_named_twice_in_a_batch_is_created_once_with_everything
     assert trigger_customers == {customer.id}
 
 
+def test_a_trigger_matching_two_customers_of_the_batch_by_different_identities_takes_the_first_one(
+    api: Api, rt: Runtime
+) -> None:
+    results = bulk(
+        api,
+        [
+            order_trigger("1", customer={"email": "first@example.com"}),
+            order_trigger("2", customer={"phone": "+14155550100"}),
+            order_trigger("3", customer={"phone": "+14155550100", "email": "first@example.com"}),
+        ],
+    ).json["results"]
+    with rt.db.session() as session:
+        customer_of = dict(session.execute(select(Trigger.id, Trigger.customer_id)).all())
+        first = session.get(Customer, customer_of[results[0]["trigger_id"]])
+    assert customer_of[results[2]["trigger_id"]] == first.id != customer_of[results[1]["trigger_id"]]
+    assert (first.email, first.phone) == ("first@example.com", "+14155550100")
+
+
 def test_an_existing_customer_is_found_and_updated(api: Api, rt: Runtime) -> None:
     api.post("/api/v1/triggers", json=order_trigger("1"))
     bulk(api, [order_trigger("2", customer={"external_id": "cus_1", "last_name": "Lovelace"})])

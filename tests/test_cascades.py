@@ -1,5 +1,6 @@
-"""References of actions kept by triggers (hub.cascades): deleting what an action points to clears the reference
-and keeps the action, as ON DELETE SET NULL did; deleting a store still takes its actions. Both databases."""
+"""References of actions and triggers kept by triggers (hub.cascades): deleting what an action or a trigger points to
+clears the reference and keeps the row, as ON DELETE SET NULL did; deleting a store still takes its actions and
+triggers. Both databases."""
 
 from __future__ import annotations
 
@@ -52,7 +53,24 @@ def test_deleting_what_an_action_points_to_clears_that_reference_and_keeps_the_a
     }
 
 
-def test_a_deleted_store_still_takes_its_actions(api: Api, rt: Runtime) -> None:
+def test_deleting_a_customer_clears_the_customer_of_their_triggers_and_keeps_the_triggers(
+    api: Api, rt: Runtime
+) -> None:
+    sandbox(api)
+    action = pending_action(api, "1001")
+    other = pending_action(api, "1002", "grace@example.com")
+    customer_id = references(rt, action["id"])["customer_id"]
+
+    with rt.db.transaction() as session:
+        session.execute(delete(Customer).where(Customer.id == customer_id))
+
+    with rt.db.session() as session:
+        customers: dict[Any, Any] = dict(session.execute(select(Trigger.order_id, Trigger.customer_id)).all())
+    assert customers == {"1001": None, "1002": references(rt, other["id"])["customer_id"]}
+    assert customers["1002"] is not None
+
+
+def test_a_deleted_store_still_takes_its_actions_and_triggers(api: Api, rt: Runtime) -> None:
     sandbox(api)
     pending_action(api, "1001")
 
@@ -61,3 +79,5 @@ def test_a_deleted_store_still_takes_its_actions(api: Api, rt: Runtime) -> None:
 
     with rt.db.session() as session:
         assert session.scalars(select(Action.id)).all() == []
+        assert session.scalars(select(Trigger.id)).all() == []
+        assert session.scalars(select(Customer.id)).all() == []
