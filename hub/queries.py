@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, String, and_, bindparam, cast, or_, select
+from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from hub.models import OPEN_STATES, Action, OpenAction, Trigger
@@ -17,6 +17,9 @@ DATE_COLUMNS: dict[str, InstrumentedAttribute[Any]] = {
     "scheduled": Action.run_at,
     "updated": Action.updated_at,
 }
+
+
+TARGET_KEYS = ("email", "phone", "external_id")  # what an action's target holds (hub.flows.target_of)
 
 
 def _like(text: str) -> str:
@@ -108,9 +111,11 @@ def _conditions(store_id: int | None, f: dict[str, Any], named: bool = False) ->
         where.append(column < value("date_to", f["date_to"]))
     if f.get("q"):
         pattern = value("q", _like(f["q"].strip().lower()))
+        # The recipient's values, not the text of its JSON: "email" or a quote must not match every action.
+        recipient = [Action.target[key].as_string().ilike(pattern, escape="\\") for key in TARGET_KEYS]
         where.append(
             or_(
-                cast(Action.target, String).ilike(pattern, escape="\\"),
+                *recipient,
                 Action.order_id.ilike(pattern, escape="\\"),
                 Action.event_name.ilike(pattern, escape="\\"),
             )

@@ -133,6 +133,28 @@ def test_the_queue_and_incomplete_pages_are_exactly_what_their_schemas_dump_of_t
             assert shown == [waiting[3], waiting[2]]  # newest first
 
 
+def test_free_text_search_reads_the_recipients_values_and_not_the_names_of_its_fields(api: Api) -> None:
+    sandbox(api)
+    ada = pending_action(api, "A-1", "ada@example.com")
+    texted = order("B-2")
+    texted["customer"] = {"phone": "+14155550123", "external_id": "cust-778"}
+    by_phone = api.post("/api/v1/triggers", json=texted)
+    assert by_phone.status_code == 202, by_phone.json
+    phone_action = by_phone.json["actions"][0]["id"]
+
+    def ids(q: str) -> set[int]:
+        answer = api.get("/api/v1/actions", query_string={"q": q})
+        assert answer.status_code == 200, answer.json
+        return {r["id"] for r in answer.json["data"]}
+
+    assert ids("5550123") == {phone_action}  # part of a phone
+    assert ids("CUST-77") == {phone_action}  # part of an external id, any case
+    assert ids("ada@") == {ada["id"]}
+    # The names of the recipient's fields and JSON's punctuation are not what anyone searches for.
+    for q in ("email", "phone", "external_id", '"', "{", ":"):
+        assert ids(q) == set(), q
+
+
 def test_incomplete_shows_cancelled_skipped_and_failed_with_reason_and_who_caused_it(api: Api, rt: Runtime) -> None:
     sandbox(api)
     cancelled = pending_action(api, "1")
