@@ -76,19 +76,26 @@ def insert_tuples(
     types, converters = plan
     with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(types)
-        write = copy.write_row
-        if not converters:
-            for row_id, row in zip(ids, rows, strict=True):
-                write((row_id, *row))
-        else:
-            for row_id, row in zip(ids, rows, strict=True):
-                line = [row_id, *row]
-                for position, convert in converters:
-                    value = line[position]
-                    if value is not None:
-                        line[position] = convert(value)
-                write(line)
+        _write_rows(copy, ids, rows, converters)
     return ids
+
+
+def _write_rows(
+    copy: Any, ids: list[int], rows: Sequence[Sequence[Any]], converters: Sequence[tuple[int, Callable[[Any], Any]]]
+) -> None:
+    """Each row after its id, with the values at the converters' positions (counting the id) converted."""
+    write = copy.write_row
+    if not converters:
+        for row_id, row in zip(ids, rows, strict=True):
+            write((row_id, *row))
+        return
+    for row_id, row in zip(ids, rows, strict=True):
+        line = [row_id, *row]
+        for position, convert in converters:
+            value = line[position]
+            if value is not None:
+                line[position] = convert(value)
+        write(line)
 
 
 def _copy_text(
@@ -108,14 +115,7 @@ def _copy_text(
             converters.append((position, convert))
     columns = ", ".join(["id", *names])
     with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
-        write = copy.write_row
-        for row_id, row in zip(ids, rows, strict=True):
-            line = [row_id, *row]
-            for position, convert in converters:
-                value = line[position]
-                if value is not None:
-                    line[position] = convert(value)
-            write(line)
+        _write_rows(copy, ids, rows, converters)
 
 
 def _jsonb_binary(text: str) -> str:
