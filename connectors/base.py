@@ -239,8 +239,8 @@ def event_body(event: Event) -> dict[str, Any]:
 
 
 # orjson refuses these instead of writing them its own way (json.dumps would refuse them too, or write them as their
-# base type), so json_text falls back to json.dumps for them.
-_ORJSON_STRICT = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+# base type), so json_text falls back to json.dumps for them; the hub's orjson writers use the same options.
+ORJSON_STRICT = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
 def json_text(value: Any) -> str:
@@ -249,7 +249,7 @@ def json_text(value: Any) -> str:
     faster for a bulk entry): orjson's text differs from json.dumps's only in spaces as long as it is printable
     ASCII; anything else (non-ASCII text, a subclass, an integer past 64 bits) is written by json.dumps."""
     try:
-        raw = orjson.dumps(value, option=_ORJSON_STRICT)
+        raw = orjson.dumps(value, option=ORJSON_STRICT)
     except TypeError:
         return json.dumps(value)
     return raw.decode("ascii") if raw.isascii() and b"\x7f" not in raw else json.dumps(value)

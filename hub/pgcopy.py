@@ -19,6 +19,8 @@ from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, String, Tab
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
+from connectors.base import ORJSON_STRICT
+
 MIN_ROWS = 50  # below this a multi-row INSERT is as cheap, and needs no second query for the ids
 
 # The sequence looked up once, in a materialized CTE: written as nextval(pg_get_serial_sequence(...)) the planner
@@ -142,9 +144,7 @@ def _binary_plan(
     types: list[str] = []
     converters: list[tuple[int, Callable[[Any], Any]]] = []
     for position, name in enumerate(("id", *names)):
-        column_type = table.c[name].type
-        column_type = getattr(column_type, "_variant_mapping", {}).get("postgresql", column_type)
-        column_type = getattr(column_type, "impl_instance", column_type)  # UTCDateTime is a TypeDecorator
+        column_type = _postgresql_type(table, name)
         if isinstance(column_type, JSONB):
             types.append("text")
             converters.append((position, _jsonb_binary if name in json_text else _jsonb_value_binary))
@@ -182,27 +182,26 @@ class IsoFormat:
         return text
 
 
-def _is_datetime(table: Table, name: str) -> bool:
+def _postgresql_type(table: Table, name: str) -> Any:
+    """A column's type as PostgreSQL has it: its variant for PostgreSQL, and a TypeDecorator's (UTCDateTime's) own."""
     column_type = table.c[name].type
-    return isinstance(getattr(column_type, "impl_instance", column_type), DateTime)  # UTCDateTime is a TypeDecorator
+    column_type = getattr(column_type, "_variant_mapping", {}).get("postgresql", column_type)
+    return getattr(column_type, "impl_instance", column_type)
+
+
+def _is_datetime(table: Table, name: str) -> bool:
+    return isinstance(_postgresql_type(table, name), DateTime)
 
 
 def column_converter(table: Table, name: str) -> Any:
     """What a column's values need before COPY: JSON text for JSON columns (``json_text`` for jsonb); nothing for the
     rest. (An enum goes as its value: every enum of ours is a StrEnum, which psycopg writes as the string it is.)"""
-    column_type = table.c[name].type
-    variant = getattr(column_type, "_variant_mapping", {}).get("postgresql", column_type)
-    kind = variant.__class__.__name__
-    if kind == "JSONB":
+    column_type = _postgresql_type(table, name)
+    if isinstance(column_type, JSONB):
         return json_text
-    if kind == "JSON":
+    if isinstance(column_type, JSON):
         return json.dumps
     return None
-
-
-# orjson leaves to json.dumps (TypeError) what it would write otherwise: datetimes, dataclasses and subclasses of str,
-# int, dict and list (which json.dumps writes its own way, or refuses), and integers past 64 bits.
-_ORJSON_STRICT = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
 def json_text(value: Any, default: Callable[[Any], Any] | None = None) -> str:
@@ -212,6 +211,6 @@ def json_text(value: Any, default: Callable[[Any], Any] | None = None) -> str:
     rows written through here are built from validated triggers, whose numbers are integers or decimals, never floats.
     """
     try:
-        return orjson.dumps(value, default=default, option=_ORJSON_STRICT).decode()
+        return orjson.dumps(value, default=default, option=ORJSON_STRICT).decode()
     except TypeError:
         return json.dumps(value, default=default)
