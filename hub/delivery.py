@@ -45,7 +45,7 @@ from connectors.base import (
     splice_of,
 )
 from connectors.http import Recorder, TransportError, redact_text
-from hub import guards, outbox
+from hub import guards, outbox, pgcopy
 from hub.flows import hold_reason
 from hub.integrations import effective_rate
 from hub.models import ActionState, Actor, Attempt, Integration, IntegrationState
@@ -556,21 +556,6 @@ ATTEMPT_COLUMNS = (
     "next_attempt_at",
 )
 REQUEST_AT = ATTEMPT_COLUMNS.index("request")
-# The types the binary COPY sends, in ATTEMPT_COLUMNS order. Strings go as text: the server reads the bytes with the
-# column's own receive function (varchar's checks its length, json's parses the record, as their text input does).
-ATTEMPT_COPY_TYPES = (
-    "int8",
-    "int4",
-    "int4",
-    "timestamptz",
-    "int4",
-    "text",
-    "int4",
-    "text",
-    "text",
-    "text",
-    "timestamptz",
-)
 _COPY_ATTEMPTS = f"COPY attempts ({', '.join(ATTEMPT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
 
@@ -590,7 +575,9 @@ def insert_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
     driver = connection.connection.driver_connection
     assert driver is not None
     with driver.cursor() as cursor, cursor.copy(_COPY_ATTEMPTS) as copy:
-        copy.set_types(ATTEMPT_COPY_TYPES)
+        # Strings go as text: the server reads them with the column's own receive function (varchar's checks its
+        # length, json's parses the record, as their text input does).
+        copy.set_types(pgcopy.binary_types(Attempt.__table__, ATTEMPT_COLUMNS))
         write = copy.write_row
         for row in rows:
             values = [row[c] for c in ATTEMPT_COLUMNS]

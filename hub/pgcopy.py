@@ -141,17 +141,28 @@ def _binary_plan(
     VARCHAR(n) refuses a longer value, jsonb parses its text, a string with a NUL is refused). JSON values go as the
     column's binary input (jsonb: the format version, 1, then the text; json: the text), written by psycopg as strings
     (its C dumper for text; its ``bytea`` one is Python)."""
-    types: list[str] = []
+    types = binary_types(table, ("id", *names))
+    if types is None:
+        return None
     converters: list[tuple[int, Callable[[Any], Any]]] = []
     for position, name in enumerate(("id", *names)):
         column_type = _postgresql_type(table, name)
         if isinstance(column_type, JSONB):
-            types.append("text")
             converters.append((position, _jsonb_binary if name in json_text else _jsonb_value_binary))
-        elif isinstance(column_type, JSON):  # json's binary input is its text
+        elif isinstance(column_type, JSON) and name not in json_text:  # json's binary input is its text
+            converters.append((position, json.dumps))
+    return list(types), converters
+
+
+@functools.cache
+def binary_types(table: Table, names: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The type psycopg writes each of these columns' values as in a binary COPY (JSON goes as text: see
+    ``_binary_plan``); None when a column's type is not one it knows."""
+    types = []
+    for name in names:
+        column_type = _postgresql_type(table, name)
+        if isinstance(column_type, JSON):  # json's and jsonb's binary input take their text (jsonb after a version)
             types.append("text")
-            if name not in json_text:
-                converters.append((position, json.dumps))
         elif isinstance(column_type, DateTime):
             types.append("timestamptz" if column_type.timezone else "timestamp")
         elif isinstance(column_type, BigInteger):
@@ -164,7 +175,7 @@ def _binary_plan(
             types.append("text")
         else:
             return None
-    return types, converters
+    return tuple(types)
 
 
 class IsoFormat:
