@@ -102,7 +102,12 @@ class Ingested:
 
 def idempotency_key(*parts: object) -> str:
     """Deterministic: the same trigger, step and app always give the same key, across retries and replays."""
-    return hashlib.sha256(":".join(str(p) for p in parts).encode()).hexdigest()[:40]
+    return key_of(":".join(str(p) for p in parts))
+
+
+def key_of(joined: str) -> str:
+    """``idempotency_key`` of parts already joined by ":"."""
+    return hashlib.sha256(joined.encode()).hexdigest()[:40]
 
 
 def dedupe_key(data: dict[str, Any], header_key: str | None) -> str:
@@ -673,7 +678,7 @@ class ActionBuilder:
                 # The flow step's event happens when the step comes due, not when the order shipped: platforms
                 # judge an event's age by this time (Attentive ignores custom events older than 12 hours).
                 run_at = occurred_at + slot.delay
-                key = hashlib.sha256((key_prefix + slot.key_suffix).encode()).hexdigest()[:40]
+                key = key_of(key_prefix + slot.key_suffix)
                 payload = event_payload(
                     id=key,
                     name=slot.event_name,
