@@ -65,10 +65,10 @@ def _keys_of(figure: str, prefix: str) -> Callable[[Results], float | None]:
 
 def _delivery_context(figure: str) -> Callable[[Results], str]:
     def describe(results: Results) -> str:
-        ours, ceiling = results.get(figure, {}), results.get("ceiling", {})
+        ours = results.get(figure, {})
         return (
-            f"{_number(ours.get('events_per_second'))} vs ceiling {_number(ceiling.get('events_per_second'))} "
-            f"events/s; by CPU {_number(ours.get('cpu_ratio_to_ceiling'))}"
+            f"{_number(ours.get('events_per_second'))} vs ceiling {_number(ours.get('ceiling_events_per_second'))} "
+            f"events/s (mean of one before, one after); by CPU {_number(ours.get('cpu_ratio_to_ceiling'))}"
         )
 
     return describe

@@ -39,6 +39,11 @@ def test_a_smoke_run_of_the_benchmark_measures_every_figure_and_delivers_every_e
         # Every due action delivered and recorded once, and the platform saw every idempotency key.
         assert done["delivered"] == done["attempts_recorded"] == done["platform_saw_keys"] == done["events"]
     assert results["P2"]["requests"] < results["P2"]["events"]  # the bulk platform took them in batches
+    # Each delivery figure is judged against the ceilings measured just before and just after it.
+    first, after_p1, after_p2 = results["ceiling"]["events_per_second_each"]
+    assert results["P1"]["ceiling_events_per_second"] == pytest.approx((first + after_p1) / 2, abs=0.1)
+    assert results["P2"]["ceiling_events_per_second"] == pytest.approx((after_p1 + after_p2) / 2, abs=0.1)
+    assert results["P5"]["rounds"] > 1 and results["P5"]["ceiling_requests_per_second"] > 0
     assert results["P3"]["events"] > 0 and results["P3"]["p50_ms"] > 0
     assert results["P4"]["rows"] > 0 and all(
         results["P4"][name] > 0 for name in ("events_page_p95_ms", "stats_30_days_p95_ms")
