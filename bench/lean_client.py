@@ -1,0 +1,113 @@
+"""P5's load generator: keep-alive HTTP/1.1 over plain sockets, several connections a process, each with one request
+in flight.
+
+The ceiling is what the server side can do; a client that spends as much CPU on a request as the server does takes
+half the two cores from both servers and squeezes their ratio towards 1. ``requests`` spends ~700–1,000 µs a
+request here (as much as gunicorn and Flask together); this client writes each request as bytes and reads the
+answer by its Content-Length, ~20–40 µs a request, as wrk or hey would, so each server gets the cores. The ingest
+ceiling then measures what issue 5 measured on this machine (about 2,300–3,000 requests/s).
+"""
+
+from __future__ import annotations
+
+import json
+import selectors
+import socket
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class Refused(RuntimeError):
+    """An answer other than 2xx: the run's figure would count something that was not done."""
+
+
+class Connection:
+    def __init__(self, host: str, port: int) -> None:
+        self.sock = socket.create_connection((host, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+
+    def answer(self) -> int | None:
+        """Read what has arrived; the status of the whole answer when it is complete, else None."""
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self.buffer += chunk
+        head_end = self.buffer.find(b"\r\n\r\n")
+        if head_end < 0:
+            return None
+        head = self.buffer[:head_end]
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if len(self.buffer) < head_end + 4 + length:
+            return None
+        status = int(head[9:12])
+        self.buffer = self.buffer[head_end + 4 + length :]
+        return status
+
+
+def request_bytes(path: str, host: str, token: str, body: dict[str, Any]) -> bytes:
+    data = json.dumps(body).encode()
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    ).encode() + data
+
+
+def trigger(worker: int, n: int) -> dict[str, Any]:
+    """P5's trigger number ``n`` of client ``worker``: a new order of a new customer."""
+    return {
+        "type": "order.fulfilled",
+        "customer": {"email": f"c{worker}-{n}@example.com"},
+        "order": {"id": f"{worker}-{n}", "items": [{"product_id": "p-1", "name": "Linen Shirt"}]},
+    }
+
+
+CONNECTIONS = 4  # a process's connections, each with one request in flight
+
+
+def run(url: str, token: str, seconds: float, worker: int, counter: Any, start: Any) -> None:
+    """Post P5's triggers to ``url`` on CONNECTIONS connections until ``seconds`` have passed; add the answers
+    (all 2xx, or it raises) to ``counter``. Connection ``c`` of client ``worker`` names its triggers after
+    ``worker * CONNECTIONS + c``."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    selector = selectors.DefaultSelector()
+    connections = [Connection(host, port) for _ in range(CONNECTIONS)]
+    sent = dict.fromkeys(range(CONNECTIONS), 0)
+    for index, connection in enumerate(connections):
+        selector.register(connection.sock, selectors.EVENT_READ, index)
+    start.wait()
+    deadline = time.perf_counter() + seconds
+    done = 0
+    host_header = f"{host}:{port}"
+
+    def send(index: int) -> None:
+        body = trigger(worker * CONNECTIONS + index, sent[index])
+        connections[index].sock.sendall(request_bytes(parts.path, host_header, token, body))
+        sent[index] += 1
+
+    for index in range(CONNECTIONS):
+        send(index)
+    in_flight = CONNECTIONS
+    while in_flight:
+        for key, _ in selector.select():
+            index = key.data
+            status = connections[index].answer()
+            if status is None:
+                continue
+            if not 200 <= status < 300:
+                raise Refused(f"{url} answered {status}")
+            done += 1
+            if time.perf_counter() < deadline:
+                send(index)
+            else:
+                in_flight -= 1
+    for connection in connections:
+        connection.sock.close()
+    with counter.get_lock():
+        counter.value += done

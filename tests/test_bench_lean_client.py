@@ -1,0 +1,82 @@
+"""P5's load generator (bench/lean_client.py): every answer it counts was a 2xx the server gave, and anything else
+stops the run."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import pytest
+
+from bench import lean_client
+
+
+class Recording(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as gunicorn serves the bench
+    status = 202
+    bodies: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        assert self.headers["Authorization"] == "Bearer tok"
+        type(self).bodies.append(body)
+        answer = b'{"ok":true}' if self.status < 300 else b'{"message":"no"}'
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class Quiet(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client closing its keep-alive connection at the end is not an error here
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, type[Recording]]]:
+    handler = type("Handler", (Recording,), {"status": getattr(request, "param", 202), "bodies": []})
+    httpd = Quiet(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/ingest", handler
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def started() -> Any:
+    start = multiprocessing.Event()
+    start.set()
+    return start
+
+
+def test_the_lean_client_counts_every_answer_and_sends_each_connection_its_own_triggers(
+    server: tuple[str, type[Recording]],
+) -> None:
+    url, handler = server
+    counter = multiprocessing.Value("i", 0)
+    lean_client.run(url, "tok", 0.3, 2, counter, started())
+    assert counter.value == len(handler.bodies) > lean_client.CONNECTIONS
+    orders = [body["order"]["id"] for body in handler.bodies]
+    assert len(set(orders)) == len(orders)  # every trigger is a new order
+    # Client 2's connections name their triggers 8-0, 9-0, 10-0, 11-0, ...
+    assert {f"{2 * lean_client.CONNECTIONS + c}-0" for c in range(lean_client.CONNECTIONS)} <= set(orders)
+    assert handler.bodies[0]["type"] == "order.fulfilled"
+
+
+@pytest.mark.parametrize("server", [422], indirect=True)
+def test_an_answer_other_than_2xx_stops_the_client_with_the_status(server: tuple[str, type[Recording]]) -> None:
+    url, _ = server
+    counter = multiprocessing.Value("i", 0)
+    with pytest.raises(lean_client.Refused, match="422"):
+        lean_client.run(url, "tok", 0.3, 0, counter, started())
+    assert counter.value == 0
