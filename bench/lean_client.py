@@ -27,6 +27,7 @@ class Connection:
         self.sock = socket.create_connection((host, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buffer = b""
+        self.closing = False  # the last answer said "Connection: close" (gunicorn's sync workers always do)
 
     def answer(self) -> int | None:
         """Read what has arrived; the status of the whole answer when it is complete, else None."""
@@ -41,8 +42,11 @@ class Connection:
         length = 0
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
+            lowered = name.strip().lower()
+            if lowered == b"content-length":
                 length = int(value)
+            elif lowered == b"connection" and value.strip().lower() == b"close":
+                self.closing = True
         if len(self.buffer) < head_end + 4 + length:
             return None
         status = int(head[9:12])
@@ -103,6 +107,11 @@ def run(url: str, token: str, seconds: float, worker: int, counter: Any, start: 
             if not 200 <= status < 300:
                 raise Refused(f"{url} answered {status}")
             done += 1
+            if connections[index].closing:  # the server ends the connection after each answer: open another
+                selector.unregister(connections[index].sock)
+                connections[index].sock.close()
+                connections[index] = Connection(host, port)
+                selector.register(connections[index].sock, selectors.EVENT_READ, index)
             if time.perf_counter() < deadline:
                 send(index)
             else:

@@ -18,6 +18,7 @@ from bench import lean_client
 class Recording(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as gunicorn serves the bench
     status = 202
+    closes = False  # answer "Connection: close" and close, as gunicorn's sync workers do
     bodies: ClassVar[list[dict[str, Any]]] = []
 
     def do_POST(self) -> None:
@@ -28,6 +29,9 @@ class Recording(BaseHTTPRequestHandler):
         self.send_response(self.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(answer)))
+        if self.closes:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(answer)
 
@@ -42,7 +46,8 @@ class Quiet(ThreadingHTTPServer):
 
 @pytest.fixture
 def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, type[Recording]]]:
-    handler = type("Handler", (Recording,), {"status": getattr(request, "param", 202), "bodies": []})
+    status, closes = getattr(request, "param", (202, False))
+    handler = type("Handler", (Recording,), {"status": status, "closes": closes, "bodies": []})
     httpd = Quiet(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -73,7 +78,17 @@ def test_the_lean_client_counts_every_answer_and_sends_each_connection_its_own_t
     assert handler.bodies[0]["type"] == "order.fulfilled"
 
 
-@pytest.mark.parametrize("server", [422], indirect=True)
+@pytest.mark.parametrize("server", [(202, True)], indirect=True)
+def test_the_lean_client_opens_a_new_connection_when_the_server_closes_each_one(
+    server: tuple[str, type[Recording]],
+) -> None:
+    url, handler = server
+    counter = multiprocessing.Value("i", 0)
+    lean_client.run(url, "tok", 0.3, 0, counter, started())
+    assert counter.value == len(handler.bodies) > 2 * lean_client.CONNECTIONS
+
+
+@pytest.mark.parametrize("server", [(422, False)], indirect=True)
 def test_an_answer_other_than_2xx_stops_the_client_with_the_status(server: tuple[str, type[Recording]]) -> None:
     url, _ = server
     counter = multiprocessing.Value("i", 0)
