@@ -58,19 +58,23 @@ def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, type[Recording
         httpd.server_close()
 
 
-def started() -> Any:
+def answers(url: str, worker: int = 0, seconds: float = 0.3) -> int:
+    """Run one lean client against ``url`` (already started) for ``seconds``: the answers it counted."""
+    counter = multiprocessing.Value("i", 0)
     start = multiprocessing.Event()
     start.set()
-    return start
+    try:
+        lean_client.run(url, "tok", seconds, worker, counter, start)
+    finally:
+        counted: int = counter.value
+    return counted
 
 
 def test_the_lean_client_counts_every_answer_and_sends_each_connection_its_own_triggers(
     server: tuple[str, type[Recording]],
 ) -> None:
     url, handler = server
-    counter = multiprocessing.Value("i", 0)
-    lean_client.run(url, "tok", 0.3, 2, counter, started())
-    assert counter.value == len(handler.bodies) > lean_client.CONNECTIONS
+    assert answers(url, worker=2) == len(handler.bodies) > lean_client.CONNECTIONS
     orders = [body["order"]["id"] for body in handler.bodies]
     assert len(set(orders)) == len(orders)  # every trigger is a new order
     # Client 2's connections name their triggers 8-0, 9-0, 10-0, 11-0, ...
@@ -83,15 +87,12 @@ def test_the_lean_client_opens_a_new_connection_when_the_server_closes_each_one(
     server: tuple[str, type[Recording]],
 ) -> None:
     url, handler = server
-    counter = multiprocessing.Value("i", 0)
-    lean_client.run(url, "tok", 0.3, 0, counter, started())
-    assert counter.value == len(handler.bodies) > 2 * lean_client.CONNECTIONS
+    assert answers(url) == len(handler.bodies) > 2 * lean_client.CONNECTIONS
 
 
 @pytest.mark.parametrize("server", [(422, False)], indirect=True)
 def test_an_answer_other_than_2xx_stops_the_client_with_the_status(server: tuple[str, type[Recording]]) -> None:
-    url, _ = server
-    counter = multiprocessing.Value("i", 0)
+    url, handler = server
     with pytest.raises(lean_client.Refused, match="422"):
-        lean_client.run(url, "tok", 0.3, 0, counter, started())
-    assert counter.value == 0
+        answers(url)
+    assert len(handler.bodies) <= lean_client.CONNECTIONS  # the first request of each connection, none after
