@@ -3,6 +3,7 @@
     python -m bench.inprocess_ingest                   # 2,000 triggers after a warm-up, twice
     python -m bench.inprocess_ingest --profile out.txt # the same under pyinstrument (its figures include its overhead)
     python -m bench.inprocess_ingest --bulk 1000       # P5's bulk: 1,000 triggers a request to /triggers/bulk
+    python -m bench.inprocess_ingest --threads 4       # four threads posting at once, as a gthread worker serves them
 
 Prints the CPU a trigger of this process (Flask, the hub and psycopg) and of its PostgreSQL backend, on a fresh
 database, for P5's triggers (a new order of a new customer, one connected app, one action). Requests are WSGI
@@ -17,6 +18,7 @@ import argparse
 import io
 import json
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,6 +107,29 @@ def post_all(app: Any, requests: list[dict[str, Any]], bulk: int = 0) -> None:
         raise SystemExit(f"{len(wrong)} requests, {refused} triggers were not accepted: {wrong[:3]}")
 
 
+def post_concurrently(app: Any, requests: list[dict[str, Any]], bulk: int, threads: int) -> None:
+    """``post_all`` in ``threads`` threads at once, each with its share of the requests; the first refusal stops
+    the run."""
+    if threads == 1:
+        post_all(app, requests, bulk)
+        return
+    failures: list[BaseException] = []
+
+    def post(share: list[dict[str, Any]]) -> None:
+        try:
+            post_all(app, share, bulk)
+        except BaseException as failure:  # SystemExit from post_all: reported by the main thread
+            failures.append(failure)
+
+    workers = [threading.Thread(target=post, args=(requests[n::threads],)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if failures:
+        raise failures[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -113,7 +138,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--bulk", type=int, default=0, help="triggers a request, to /triggers/bulk (P5: 1,000)")
     parser.add_argument("--profile", type=Path, default=None, help="write a pyinstrument profile here")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="threads posting a round's requests at once (a gthread worker has 4)"
+    )
     args = parser.parse_args()
+    if not 1 <= args.threads <= 64:
+        parser.error("--threads must be from 1 to 64")
     bulk = args.bulk
     count = args.triggers or (10_000 if bulk else 2_000)
     with prepared("smoke") as setup:
@@ -137,12 +167,14 @@ def main() -> None:
         figures = []
         for round_ in range(args.rounds):
             requests = list(environs(token, f"r{round_}", count, bulk))
-            backends = postgres_pids(setup.database_name)
+            # Backends the app opens during the round (more threads, more pooled connections) count from zero.
+            before = {pid: cpu_seconds([pid]) for pid in postgres_pids(setup.database_name)}
             if profiler is not None:
                 profiler.start()
-            ours, theirs, began = time.process_time(), cpu_seconds(backends), time.perf_counter()
-            post_all(wsgi, requests, bulk)
-            ours, theirs = time.process_time() - ours, cpu_seconds(backends) - theirs
+            ours, began = time.process_time(), time.perf_counter()
+            post_concurrently(wsgi, requests, bulk, args.threads)
+            ours = time.process_time() - ours
+            theirs = sum(cpu_seconds([pid]) - before.get(pid, 0.0) for pid in postgres_pids(setup.database_name))
             elapsed = time.perf_counter() - began
             if profiler is not None:
                 profiler.stop()
@@ -150,9 +182,11 @@ def main() -> None:
         if profiler is not None:
             args.profile.write_text(profiler.output_text(unicode=True, color=False))
         app.extensions["tidings"].close()
+    shape = f" ({bulk} a request)" if bulk else ""
+    shape += f", {args.threads} threads" if args.threads > 1 else ""
     for ours, theirs, elapsed in figures:
         print(
-            f"{count} triggers{f' ({bulk} a request)' if bulk else ''} in {elapsed:.2f} s; CPU a trigger: "
+            f"{count} triggers{shape} in {elapsed:.2f} s; CPU a trigger: "
             f"this process {ours:.0f} µs, PostgreSQL {theirs:.0f} µs"
         )
 
