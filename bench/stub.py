@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from hub.runtime import collector_paused
+
 RESPONSE = b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}"
 STATS = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
 KEY_HEADERS = (b"webhook-id", b"idempotency-key")
@@ -68,14 +70,19 @@ class Stub:
 
 
 def _bulk_unique_ids(body: bytes) -> list[bytes]:
-    """Every event's unique_id in a Bulk Create Events body (one event-bulk-create entry per profile)."""
+    """Every event's unique_id in a Bulk Create Events body (one event-bulk-create entry per profile).
+
+    With the collector paused, as the hub pauses it for a batch: a ~470 kB body makes tens of thousands of objects,
+    whose collections cost the stub 13 ms a body against 2.4 ms for the parse itself. The stub stands in for a
+    platform that runs elsewhere; its CPU here is the bench's, taken from the cores the hub is measured on."""
     try:
-        data: Any = orjson.loads(body)  # a ~540 kB bulk body: 4.2 ms against json.loads' 6.4 here
-        return [
-            str(event["attributes"].get("unique_id")).encode()
-            for entry in data["data"]["attributes"]["events-bulk-create"]["data"]
-            for event in entry["attributes"]["events"]["data"]
-        ]
+        with collector_paused():
+            data: Any = orjson.loads(body)
+            return [
+                str(event["attributes"].get("unique_id")).encode()
+                for entry in data["data"]["attributes"]["events-bulk-create"]["data"]
+                for event in entry["attributes"]["events"]["data"]
+            ]
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return []
 
