@@ -24,18 +24,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.lean_client import trigger
 from bench.run import analyze, cpu_seconds, make_store, postgres_pids, prepared
 from hub.app import create_app
 from hub.config import load
-
-
-def trigger(prefix: str, n: int) -> dict[str, Any]:
-    """P5's trigger number ``n``: a new order of a new customer (both named after ``prefix``)."""
-    return {
-        "type": "order.fulfilled",
-        "customer": {"email": f"c{prefix}-{n}@example.com"},
-        "order": {"id": f"{prefix}-{n}", "items": [{"product_id": "p-1", "name": "Linen Shirt"}]},
-    }
 
 
 def environs(token: str, prefix: str, count: int, bulk: int = 0) -> Iterator[dict[str, Any]]:

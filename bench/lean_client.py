@@ -62,12 +62,13 @@ def request_bytes(path: str, host: str, token: str, body: dict[str, Any]) -> byt
     ).encode() + data
 
 
-def trigger(worker: int, n: int) -> dict[str, Any]:
-    """P5's trigger number ``n`` of client ``worker``: a new order of a new customer."""
+def trigger(prefix: object, n: int) -> dict[str, Any]:
+    """P5's trigger number ``n``: a new order of a new customer (both named after ``prefix``). Every P5 client and
+    bench.inprocess_ingest send these."""
     return {
         "type": "order.fulfilled",
-        "customer": {"email": f"c{worker}-{n}@example.com"},
-        "order": {"id": f"{worker}-{n}", "items": [{"product_id": "p-1", "name": "Linen Shirt"}]},
+        "customer": {"email": f"c{prefix}-{n}@example.com"},
+        "order": {"id": f"{prefix}-{n}", "items": [{"product_id": "p-1", "name": "Linen Shirt"}]},
     }
 
 

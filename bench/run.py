@@ -734,14 +734,7 @@ def _bulk_client(url: str, token: str, seconds: float, worker: int, counter: Any
     deadline = time.perf_counter() + seconds
     batch, accepted = 0, 0
     while time.perf_counter() < deadline:
-        triggers = [
-            {
-                "type": "order.fulfilled",
-                "customer": {"email": f"b{worker}-{batch}-{n}@example.com"},
-                "order": {"id": f"b{worker}-{batch}-{n}", "items": [{"product_id": "p-1", "name": "Linen Shirt"}]},
-            }
-            for n in range(BULK_SIZE)
-        ]
+        triggers = [lean_client.trigger(f"b{worker}-{batch}", n) for n in range(BULK_SIZE)]
         answer = session.post(url, json={"triggers": triggers}, timeout=60)
         accepted += answer.json()["accepted"]
         batch += 1
