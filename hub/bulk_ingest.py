@@ -352,16 +352,12 @@ class _Customers:
 
     def find(self, given: dict[str, Any]) -> int | None:
         """The first record (lowest position) matching any identity given, or None."""
-        first = None
-        for name in flows.IDENTITY_FIELDS:
-            value = given.get(name)
-            if value:
-                positions = self.index.get((name, value))
-                if positions:
-                    found = min(positions)
-                    if first is None or found < first:
-                        first = found
-        return first
+        found = [
+            min(positions)
+            for name in flows.IDENTITY_FIELDS
+            if (value := given.get(name)) and (positions := self.index.get((name, value)))
+        ]
+        return min(found, default=None)
 
     def update(self, position: int, given: dict[str, Any]) -> None:
         record = self.records[position]

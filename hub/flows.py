@@ -35,6 +35,7 @@ from hub import guards, pgcopy, pgraw, quiet
 from hub.caches import FlowConfig, StepConfig, StoreConfig, StoreConfigCache
 from hub.db import Statements
 from hub.models import (
+    TARGET_KEYS,
     Action,
     ActionState,
     Actor,
@@ -122,7 +123,7 @@ def dedupe_key(data: dict[str, Any], header_key: str | None) -> str:
 
 
 def target_of(customer: dict[str, Any]) -> dict[str, str]:
-    return {k: customer[k] for k in ("email", "phone", "external_id") if customer.get(k)}
+    return {k: customer[k] for k in TARGET_KEYS if customer.get(k)}
 
 
 def event_properties(store_name: str, data: dict[str, Any], flow: FlowConfig | None) -> dict[str, Any]:

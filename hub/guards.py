@@ -28,7 +28,7 @@ from connectors import registry
 from connectors.base import Capabilities
 from hub import quiet
 from hub.db import any_of, sql_literal
-from hub.models import Action, ActionState, Integration, IntegrationState, Store, Suppression, Trigger
+from hub.models import TARGET_KEYS, Action, ActionState, Integration, IntegrationState, Store, Suppression, Trigger
 from hub.outbox import now
 from schemas.triggers import ORDER_STOPPERS
 
@@ -122,7 +122,7 @@ def capabilities_of(app: str | None) -> Capabilities | None:
 def identities(target: dict[str, Any]) -> list[str]:
     """The values a suppression may name for this target: email (lower case), phone, external id."""
     values = []
-    for name in ("email", "phone", "external_id"):
+    for name in TARGET_KEYS:
         if target.get(name):
             values.append(str(target[name]).lower() if name == "email" else str(target[name]))
     return values
@@ -266,7 +266,7 @@ _HAS_IDENTITY: dict[tuple[str, ...], GuardResult] = {}  # the passing result for
 
 
 def _identity(s: Subject, caps: Capabilities | None) -> GuardResult:
-    needed = caps.identities if caps else ("email", "phone", "external_id")
+    needed = caps.identities if caps else TARGET_KEYS
     target = s.target
     present = tuple(sorted(k for k in needed if target.get(k)))
     if present:

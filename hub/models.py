@@ -235,6 +235,9 @@ class Trigger(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+TARGET_KEYS = ("email", "phone", "external_id")  # what an action's target holds, in the order it is written
+
+
 class Action(Base):
     """The outbox row: one step for one recipient through one app or channel."""
 

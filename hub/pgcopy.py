@@ -126,7 +126,7 @@ def _jsonb_binary(text: str) -> str:
 
 
 def _jsonb_value_binary(value: Any) -> str:
-    return "\x01" + json_text(value)
+    return _jsonb_binary(json_text(value))
 
 
 @functools.cache

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from hub.models import OPEN_STATES, Action, OpenAction, Trigger
+from hub.models import OPEN_STATES, TARGET_KEYS, Action, OpenAction, Trigger
 from hub.outbox import open_ids
 
 DATE_COLUMNS: dict[str, InstrumentedAttribute[Any]] = {
@@ -17,9 +17,6 @@ DATE_COLUMNS: dict[str, InstrumentedAttribute[Any]] = {
     "scheduled": Action.run_at,
     "updated": Action.updated_at,
 }
-
-
-TARGET_KEYS = ("email", "phone", "external_id")  # what an action's target holds (hub.flows.target_of)
 
 
 def _like(text: str) -> str:
