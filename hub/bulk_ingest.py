@@ -20,7 +20,7 @@ import itertools
 import json
 import operator
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -196,10 +196,12 @@ def ingest_many(
     items: Sequence[tuple[int, dict[str, Any]]],
     *,
     cache: StoreConfigCache | None = None,
+    trigger_ids: Mapping[int, int] | None = None,
 ) -> list[ItemResult]:
     """Record valid triggers (``(index, data)``, data as BulkTriggerIn loads it) and their actions.
 
-    The caller commits. Results come in the order of ``items``.
+    ``trigger_ids`` gives the id a trigger is to have, by index, when one was taken for it beforehand (a received
+    trigger's, hub.inbox). The caller commits. Results come in the order of ``items``.
     """
     results: dict[int, ItemResult] = {}
     keyed = [(index, data, flows.dedupe_key(data, data.get("idempotency_key"))) for index, data in items]
@@ -236,6 +238,8 @@ def ingest_many(
             payload=pgcopy.json_text(payload, default=str),  # as JSON text, what is written (_insert_triggers)
             created_at=now,
         )
+        if trigger_ids is not None:
+            trigger.id = trigger_ids[index]
         triggers.append((index, payload, trigger))
     inserted = _insert_triggers(session, [t for _, _, t in triggers])
     lost: list[str] = []
@@ -310,19 +314,22 @@ def _insert_triggers(session: Session, triggers: list[flows.NewTrigger]) -> dict
     names = _trigger_columns()
     values_of = operator.attrgetter(*names)
     rows = [values_of(t) for t in triggers]
+    given = [t.id for t in triggers]
+    preset = given if all(i is not None for i in given) else None
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql" and len(rows) >= pgcopy.MIN_ROWS:
         from psycopg.errors import UniqueViolation
 
         try:
             with session.begin_nested():
-                ids = pgcopy.insert_tuples(session, table, names, rows, json_text=("payload",))
+                ids = pgcopy.insert_tuples(session, table, names, rows, json_text=("payload",), ids=preset)
             return {t.dedupe_key: i for t, i in zip(triggers, ids, strict=True)}
         except UniqueViolation:
             pass
     statement = flows.insert_trigger_statement(dialect)
     parameters = [
         {**dict(zip(names, row, strict=True)), "payload": json.loads(t.payload)}  # type: ignore[arg-type]
+        | ({"id": t.id} if preset else {})
         for t, row in zip(triggers, rows, strict=True)
     ]
     return dict((key, id_) for id_, key in session.execute(statement, parameters))

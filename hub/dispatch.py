@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from connectors import registry
-from hub import outbox
+from hub import inbox, outbox
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
@@ -63,6 +63,14 @@ def dispatch_once(rt: Runtime) -> int:
         jobs = enqueue(rt, claimed)
         log.info("dispatched %d actions in %d jobs", len(claimed), jobs)
     return len(claimed)
+
+
+def fold_received(rt: Runtime) -> int:
+    """Process the triggers received with ``Prefer: respond-async`` (hub.inbox). Returns how many were taken."""
+    taken = inbox.fold_once(rt.db, rt.caches.stores)
+    if taken:
+        log.info("processed %d received triggers", taken)
+    return taken
 
 
 MIN_PAUSE = 0.01  # seconds: what is due but locked is another dispatcher's, about to be committed

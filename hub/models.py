@@ -235,6 +235,29 @@ class Trigger(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ReceivedTrigger(Base):
+    """A trigger taken in but not yet processed (POST /triggers with ``Prefer: respond-async``, PostgreSQL).
+
+    The request stores the trigger's body as it came and answers at once; the dispatcher folds what waits here into
+    triggers and actions in batches (hub.inbox), in the order it came. ``trigger_id`` is the id the trigger will
+    have, taken from the triggers' sequence when it is received, so the answer can name it. A row the fold could not
+    process stays, with ``failed_at`` and ``error``, and is not tried again on its own."""
+
+    __tablename__ = "received_triggers"
+    __table_args__ = (UniqueConstraint("store_id", "dedupe_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # No foreign key (a check on every trigger received): the fold drops what a deleted store left.
+    store_id: Mapped[int] = mapped_column(Integer)
+    trigger_id: Mapped[int] = mapped_column(BigId)
+    dedupe_key: Mapped[str] = mapped_column(String(300))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    failed_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
 TARGET_KEYS = ("email", "phone", "external_id")  # what an action's target holds, in the order it is written
 
 

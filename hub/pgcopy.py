@@ -49,10 +49,13 @@ def insert_tuples(
     rows: Sequence[Sequence[Any]],
     *,
     json_text: Collection[str] = (),
+    ids: Sequence[int] | None = None,
 ) -> list[int]:
     """Insert ``rows``, each the values of the columns ``names`` (no ``id``) in that order; their ids, in order.
 
-    The values of the JSON columns named in ``json_text`` are given as JSON text already (COPY sends it as it is)."""
+    The values of the JSON columns named in ``json_text`` are given as JSON text already (COPY sends it as it is).
+    ``ids``, when given, are the rows' ids (taken from the table's sequence beforehand); else the sequence gives them.
+    """
     if not rows:
         return []
     connection = session.connection()
@@ -60,26 +63,30 @@ def insert_tuples(
         statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         decoded = [position for position, name in enumerate(names) if name in json_text]
         parameters = []
-        for row in rows:
+        for n, row in enumerate(rows):
             values = dict(zip(names, row, strict=True))
             for position in decoded:
                 if row[position] is not None:
                     values[names[position]] = json.loads(row[position])
+            if ids is not None:
+                values["id"] = ids[n]
             parameters.append(values)
         return list(session.execute(statement, parameters).scalars())
-    ids: list[int] = session.execute(NEXT_IDS, {"table": table.name, "n": len(rows)}).scalar_one()
+    taken: list[int] = (
+        session.execute(NEXT_IDS, {"table": table.name, "n": len(rows)}).scalar_one() if ids is None else list(ids)
+    )
     driver = connection.connection.driver_connection
     assert driver is not None
     columns = ", ".join(["id", *names])
     plan = _binary_plan(table, tuple(names), frozenset(json_text))
     if plan is None:
-        _copy_text(driver, table, names, ids, rows, json_text)
-        return ids
+        _copy_text(driver, table, names, taken, rows, json_text)
+        return taken
     types, converters = plan
     with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(types)
-        _write_rows(copy, ids, rows, converters)
-    return ids
+        _write_rows(copy, taken, rows, converters)
+    return taken
 
 
 def _write_rows(

@@ -6,7 +6,8 @@ import logging
 import threading
 import time
 
-from hub.dispatch import HOUSEKEEPING_SECONDS, dispatch_once, housekeeping, pause
+from hub.dispatch import HOUSEKEEPING_SECONDS, dispatch_once, fold_received, housekeeping, pause
+from hub.inbox import FOLD_BATCH
 from hub.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,16 @@ def run(rt: Runtime, stop: threading.Event | None = None) -> None:
             except Exception:  # like a failed round: logged, and tried again next time
                 log.exception("housekeeping failed; trying again later")
         try:
+            received = fold_received(rt)
+        except Exception:  # as a failed round: what was received waits, and is taken again next round
+            log.exception("processing received triggers failed; trying again")
+            received = 0
+        try:
             claimed = dispatch_once(rt)
         except Exception:  # a database or Redis hiccup must not end the dispatcher; leases make it safe
             log.exception("dispatch round failed; trying again")
             claimed = 0
-        if claimed < rt.config.dispatch_batch:  # a full round means more is due: go again at once
+        # A full round means more is due (or received): go again at once.
+        if claimed < rt.config.dispatch_batch and received < FOLD_BATCH:
             stop.wait(pause(rt))
     log.info("dispatcher stopped")

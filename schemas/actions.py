@@ -164,6 +164,9 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+TRIGGER_STATUSES = ("processed", "received", "failed")
+
+
 class TriggerOut(ma.Schema):
     id = fields.Integer()
     type = fields.String()
@@ -174,3 +177,12 @@ class TriggerOut(ma.Schema):
     cancelled = fields.Integer(
         metadata={"description": "Waiting actions of the order that this trigger cancelled (order.cancelled/refunded)."}
     )
+    status = fields.String(
+        validate=validate.OneOf(TRIGGER_STATUSES),
+        metadata={
+            "description": "`processed`: its actions exist (listed here). `received`: taken in with "
+            "`Prefer: respond-async` and processed a moment later (GET /triggers/{id} shows its actions then). "
+            "`failed`: received, but could not be processed (`error` says why)."
+        },
+    )
+    error = fields.String(metadata={"description": "Why a received trigger could not be processed."})

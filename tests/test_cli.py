@@ -123,7 +123,7 @@ def test_three_upgrades_at_once_on_a_fresh_postgresql_database_all_succeed(rt: R
         ]
         outputs = [p.communicate(timeout=60)[0].decode() for p in runs]
         assert [p.returncode for p in runs] == [0, 0, 0], outputs
-        assert all("database at revision 0014" in o for o in outputs)
+        assert all("database at revision 0015" in o for o in outputs)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -15,7 +15,7 @@ def test_the_migrated_schema_matches_the_models(rt: Runtime) -> None:
     with rt.db.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
-    assert current(rt.db) == "0014"
+    assert current(rt.db) == "0015"
 
 
 def test_the_counter_triggers_are_installed_at_head(rt: Runtime) -> None:

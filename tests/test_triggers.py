@@ -252,11 +252,14 @@ def test_the_answer_to_a_trigger_is_what_trigger_out_would_dump_new_or_duplicate
         trigger = session.get(Trigger, answers[0].json["id"])
         rows = session.scalars(select(Action).where(Action.trigger_id == trigger.id).order_by(Action.id)).all()
         # The answer is built without marshmallow (schemas.actions.action_out): it must be what the schema dumps.
-        expected = TriggerOut().dump({"id": trigger.id, "type": trigger.type, "actions": rows, "cancelled": 0})
+        expected = TriggerOut().dump(
+            {"id": trigger.id, "type": trigger.type, "actions": rows, "cancelled": 0, "status": "processed"}
+        )
     assert [(a["state"], a["reason_code"]) for a in expected["actions"]] == [("skipped", "duplicate")] * 2
     for answer, duplicate in zip(answers, (False, True), strict=True):
         assert answer.json == {**expected, "duplicate": duplicate}
         assert all(action_out(row) == ActionOut().dump(row) for row in rows)
+    assert api.get(f"/api/v1/triggers/{trigger.id}").json == {**expected, "duplicate": False}
 
 
 @SESSIONS
@@ -307,3 +310,12 @@ def test_the_answer_to_a_trigger_is_byte_for_byte_what_jsonify_writes(app: Flask
     with app.app_context():
         expected = jsonify(answer.json).get_data()
     assert answer.get_data() == expected and answer.mimetype == "application/json"
+
+
+def test_without_postgresql_respond_async_is_ignored_and_the_answer_has_the_actions(api: Api, rt: Runtime) -> None:
+    if rt.db.is_postgresql:
+        pytest.skip("PostgreSQL honours the preference (tests/test_received_triggers.py)")
+    connect_two_apps(api)
+    answer = api.post("/api/v1/triggers", json=order_trigger(), headers={"Prefer": "respond-async"})
+    assert answer.status_code == 202 and "Preference-Applied" not in answer.headers
+    assert answer.json["status"] == "processed" and len(answer.json["actions"]) == 2

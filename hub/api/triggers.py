@@ -9,13 +9,16 @@ from typing import Any, TypeVar
 import orjson
 from flask import Response, current_app, jsonify, request
 from flask_smorest import Blueprint, abort
+from sqlalchemy import select
 from webargs.flaskparser import is_json_request
 
 from connectors.base import ORJSON_STRICT
-from hub import bulk_ingest, flows
+from hub import bulk_ingest, flows, inbox
 from hub.api import authenticate, current_store, db_session, runtime
+from hub.models import Action, Trigger
 from hub.runtime import collector_paused
 from schemas.actions import TriggerOut, action_out
+from schemas.common import MAX_ID
 from schemas.triggers import BULK_STATUSES, MAX_BULK_TRIGGERS, BulkTriggersIn, BulkTriggersOut, TriggerIn
 
 blp = Blueprint("triggers", __name__, description="Triggers in: orders and reviews that start flows.")
@@ -58,6 +61,12 @@ def post_trigger() -> Any:
 
     The same trigger again (same type and order id, same review id, or the same `Idempotency-Key`
     header) creates nothing new and answers with the actions created the first time.
+
+    With `Prefer: respond-async` (RFC 7240), the trigger is checked and stored, and the answer (202, with
+    `Preference-Applied: respond-async`, `status: received` and the id the trigger will have) comes before its
+    flows run: the dispatcher processes it a moment later, and `GET /triggers/{id}` shows its actions then. For
+    senders that do not need the actions in the answer; it takes less of the hub's time per trigger. A database
+    other than PostgreSQL ignores the preference and answers as usual.
     """
     data = _trigger_from_request()
     header_key = request.headers.get("Idempotency-Key")
@@ -67,6 +76,8 @@ def post_trigger() -> Any:
             message="Invalid Idempotency-Key header.",
             errors={"Idempotency-Key": [f"Must be 1 to {MAX_IDEMPOTENCY_KEY} characters."]},
         )
+    if runtime().db.is_postgresql and prefers_async(request.headers.get("Prefer")):
+        return _receive(data, header_key.strip() if header_key else None)
     # On PostgreSQL an autocommit connection: ingest writes in one statement (or a transaction of its own), so the
     # request pays no BEGIN or COMMIT round trip, and the usual trigger needs no session. On SQLite a plain session,
     # committed here.
@@ -80,17 +91,106 @@ def post_trigger() -> Any:
         )
         work.commit()  # on PostgreSQL a trigger that took the usual path has nothing to commit here
     # TriggerOut's shape, built directly (schemas.actions.action_out): the schema documents it.
-    answer = json_answer(
-        {
-            "id": result.trigger.id,
-            "type": result.trigger.type,
-            "duplicate": result.duplicate,
-            "actions": [action_out(action) for action in result.actions],
-            "cancelled": result.cancelled,
-        }
-    )
+    answer = json_answer(_trigger_answer(result))
     answer.status_code = 200 if result.duplicate else 202
     return answer
+
+
+def prefers_async(prefer: str | None) -> bool:
+    """Whether a Prefer header (RFC 7240: preferences separated by commas, each with parameters after ``;``)
+    asks for ``respond-async``."""
+    if not prefer:
+        return False
+    return any(part.split(";", 1)[0].strip().lower() == "respond-async" for part in prefer.split(","))
+
+
+def _receive(data: dict[str, Any], header_key: str | None) -> Response:
+    """Store the trigger for the dispatcher to process (hub.inbox) and answer at once: 202 with the id its trigger
+    will have, or 200 for a trigger seen before (waiting to be processed, or processed: then with its actions)."""
+    store = current_store()
+    key = flows.dedupe_key(data, header_key)
+    body = request.get_data(cache=True).decode("utf-8")  # what _trigger_from_request read and loaded
+    with runtime().db.statements() as work:
+        trigger_id = inbox.receive(work, store.id, key, header_key, body)
+        if trigger_id is None:
+            waiting = inbox.waiting(work.session, store.id, key=key)
+            if waiting is None:  # processed already (maybe a moment ago): the usual answer, with its actions
+                result = flows.ingest(work, store, data, header_key, cache=runtime().caches.stores)
+                work.commit()
+                answer = json_answer(_trigger_answer(result))
+                answer.status_code = 200 if result.duplicate else 202
+                return answer
+            answer = json_answer(_waiting_answer(waiting, duplicate=True))
+            answer.status_code = 200
+            return answer
+    answer = json_answer(
+        {
+            "id": trigger_id,
+            "type": data["type"],
+            "duplicate": False,
+            "actions": [],
+            "cancelled": 0,
+            "status": "received",
+        }
+    )
+    answer.status_code = 202
+    answer.headers["Preference-Applied"] = "respond-async"
+    return answer
+
+
+def _trigger_answer(result: flows.Ingested) -> dict[str, Any]:
+    return {
+        "id": result.trigger.id,
+        "type": result.trigger.type,
+        "duplicate": result.duplicate,
+        "actions": [action_out(action) for action in result.actions],
+        "cancelled": result.cancelled,
+        "status": "processed",
+    }
+
+
+def _waiting_answer(waiting: inbox.Waiting, *, duplicate: bool) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "id": waiting.trigger_id,
+        "type": waiting.type,
+        "duplicate": duplicate,
+        "actions": [],
+        "cancelled": 0,
+        "status": "received" if waiting.error is None else "failed",
+    }
+    if waiting.error is not None:
+        answer["error"] = waiting.error
+    return answer
+
+
+@blp.route("/triggers/<int:trigger_id>", methods=["GET"])
+@blp.response(200, TriggerOut)
+@blp.alt_response(404, description="No such trigger in this store")
+def get_trigger(trigger_id: int) -> Any:
+    """A trigger and the actions it created; a trigger received with `Prefer: respond-async` and not processed yet
+    answers `status: received` (or `failed`, with the `error`) and no actions."""
+    store = current_store()
+    if trigger_id > MAX_ID:  # no such row can exist; asking the database would overflow its integer type
+        abort(404, message=f"No trigger {trigger_id} in this store.")
+    session = db_session()
+    trigger = session.scalars(select(Trigger).where(Trigger.id == trigger_id, Trigger.store_id == store.id)).first()
+    if trigger is not None:
+        actions = session.scalars(select(Action).where(Action.trigger_id == trigger.id).order_by(Action.id)).all()
+        return json_answer(
+            {
+                "id": trigger.id,
+                "type": trigger.type,
+                "duplicate": False,
+                "actions": [action_out(action) for action in actions],
+                "cancelled": 0,
+                "status": "processed",
+            }
+        )
+    waiting = inbox.waiting(session, store.id, trigger_id=trigger_id)
+    if waiting is None:
+        abort(404, message=f"No trigger {trigger_id} in this store.")
+        raise AssertionError("abort raises")  # for the type checker: flask-smorest's abort is not typed NoReturn
+    return json_answer(_waiting_answer(waiting, duplicate=False))
 
 
 def json_answer(body: dict[str, Any]) -> Response:

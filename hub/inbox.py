@@ -1,0 +1,175 @@
+"""Triggers received now and processed a moment later: POST /triggers with ``Prefer: respond-async`` (PostgreSQL).
+
+Taking a trigger in this way costs one narrow row (``received_triggers``: its body as it came, its dedupe key and the
+id its trigger will have) and no flow matching at all, so a sender that does not need the actions in the answer,
+like Klaviyo's and Segment's event APIs, is answered sooner and more of them fit on the same CPUs. The dispatcher
+then folds what waits, in the order it came, a batch at a time, through the same set-based path as
+POST /triggers/bulk (``hub.bulk_ingest``): the triggers, customers and actions are what posting each trigger on
+its own would have made, with the batch's one difference (an order stopper in the batch stops its order for the
+whole batch). A received row and what it becomes are exchanged in one transaction, so a trigger is processed once.
+
+The database stays the truth: the answer comes after the row is committed, and Redis is not involved.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from hub import bulk_ingest, pgraw
+from hub.caches import StoreConfigCache
+from hub.db import Database, Statements, any_of
+from hub.models import ReceivedTrigger, Store, Trigger, table_of
+
+log = logging.getLogger(__name__)
+
+FOLD_BATCH = 1000  # received triggers folded a transaction: what POST /triggers/bulk takes a request
+# One folder at a time (pg_try_advisory_xact_lock), so two dispatchers never fold a store's triggers out of order.
+FOLD_LOCK = 0x7469_6469_6E67  # "tiding"
+
+_RECEIVED = table_of(ReceivedTrigger)
+
+# The trigger is received unless it was processed before (triggers) or received before (the unique key): no row
+# then. Its id is taken from the triggers' sequence now, for the answer to name it.
+RECEIVE_SQL = f"""
+INSERT INTO {_RECEIVED.name} (store_id, trigger_id, dedupe_key, idempotency_key, body, received_at)
+SELECT $1::integer, nextval('{table_of(Trigger).name}_id_seq'), $2::text, $3::text, $4::text, now()
+WHERE NOT EXISTS (SELECT 1 FROM {table_of(Trigger).name} WHERE store_id = $1::integer AND dedupe_key = $2::text)
+ON CONFLICT (store_id, dedupe_key) DO NOTHING
+RETURNING trigger_id
+"""
+
+
+def receive(work: Statements, store_id: int, key: str, idempotency_key: str | None, body: str) -> int | None:
+    """Store a trigger to be processed (one statement, committed on its own); the id its trigger will have, or None
+    when a trigger with the same dedupe key was received or processed before. PostgreSQL only."""
+    cursor = pgraw.raw_cursor(work)
+    cursor.execute(RECEIVE_SQL, (store_id, key, idempotency_key, body))
+    row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A received trigger not processed yet (or that failed to be)."""
+
+    trigger_id: int
+    type: str | None
+    received_at: datetime
+    error: str | None
+
+
+def waiting(
+    session: Session, store_id: int, *, key: str | None = None, trigger_id: int | None = None
+) -> Waiting | None:
+    """The store's received trigger with this dedupe key or trigger id, if it waits to be processed."""
+    statement = select(_RECEIVED.c.trigger_id, _RECEIVED.c.body, _RECEIVED.c.received_at, _RECEIVED.c.error).where(
+        _RECEIVED.c.store_id == store_id
+    )
+    if key is not None:
+        statement = statement.where(_RECEIVED.c.dedupe_key == key)
+    if trigger_id is not None:
+        statement = statement.where(_RECEIVED.c.trigger_id == trigger_id)
+    row = session.execute(statement.limit(1)).first()
+    if row is None:
+        return None
+    return Waiting(row.trigger_id, _type_of(row.body), row.received_at, row.error)
+
+
+def _type_of(body: str) -> str | None:
+    try:
+        found = orjson.loads(body).get("type")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return found if isinstance(found, str) else None
+
+
+def fold_once(db: Database, cache: StoreConfigCache | None = None, limit: int = FOLD_BATCH) -> int:
+    """Process up to ``limit`` received triggers, oldest first, in one transaction; how many were taken.
+
+    A store's triggers go through ``bulk_ingest.ingest_many`` together, in a savepoint: if that fails, its rows stay,
+    marked failed with the error (logged), and are not taken again; the other stores' go ahead. The rows of a store
+    that no longer exists are dropped. Nothing to do (or another folder at work, or SQLite) answers 0."""
+    if not db.is_postgresql:
+        return 0
+    with db.session() as session:
+        if not session.scalar(select(func.pg_try_advisory_xact_lock(FOLD_LOCK))):
+            return 0
+        rows = session.execute(
+            select(
+                _RECEIVED.c.id,
+                _RECEIVED.c.store_id,
+                _RECEIVED.c.trigger_id,
+                _RECEIVED.c.idempotency_key,
+                _RECEIVED.c.body,
+                _RECEIVED.c.received_at,
+            )
+            .where(_RECEIVED.c.failed_at.is_(None))
+            .order_by(_RECEIVED.c.id)
+            .limit(limit)
+        ).all()
+        if not rows:
+            session.rollback()
+            return 0
+        by_store: dict[int, list[Any]] = defaultdict(list)
+        for row in rows:
+            by_store[row.store_id].append(row)
+        failed: dict[int, str] = {}
+        for store_id, group in by_store.items():
+            store = session.get(Store, store_id)
+            if store is None:
+                continue  # deleted since: its rows go
+            try:
+                with session.begin_nested():
+                    failed.update(_fold(session, store, group, cache))
+            except Exception as error:  # one store's failure must not hold up the others
+                log.exception("could not process %d received triggers of store %s", len(group), store_id)
+                failed.update((row.id, f"{type(error).__name__}: {error}") for row in group)
+        now = datetime.now(UTC)
+        for row_id, error in failed.items():
+            session.execute(update(_RECEIVED).where(_RECEIVED.c.id == row_id).values(failed_at=now, error=error[:2000]))
+        done = [row.id for row in rows if row.id not in failed]
+        if done:
+            session.execute(delete(_RECEIVED).where(any_of(_RECEIVED.c.id, done, "postgresql")))
+        session.commit()
+        return len(rows)
+
+
+def _fold(session: Session, store: Store, rows: Sequence[Any], cache: StoreConfigCache | None) -> dict[int, str]:
+    """One store's received triggers, as a bulk request of them would be taken; the rows that could not be, with
+    why (a body that no longer loads: the schema changed since it was received)."""
+    items: list[Any] = []
+    for row in rows:
+        data = orjson.loads(row.body)
+        if isinstance(data, dict):
+            data.pop("idempotency_key", None)  # a single trigger's comes from its header
+            if row.idempotency_key is not None:
+                data["idempotency_key"] = row.idempotency_key
+            if data.get("occurred_at") is None:
+                data["occurred_at"] = row.received_at.isoformat()  # it happened when it was received, not now
+        items.append(data)
+    valid, rejected = bulk_ingest.validate(items)
+    failed = {rows[r.index].id: f"invalid: {orjson.dumps(r.errors).decode()}" for r in rejected}
+    bulk_ingest.ingest_many(
+        session, store, valid, cache=cache, trigger_ids={index: rows[index].trigger_id for index, _ in valid}
+    )
+    return failed
+
+
+def backlog(session: Session) -> tuple[int, int]:
+    """How many received triggers wait to be processed, and how many failed to be."""
+    waiting_count, failed_count = session.execute(
+        select(
+            func.count().filter(_RECEIVED.c.failed_at.is_(None)),
+            func.count().filter(_RECEIVED.c.failed_at.is_not(None)),
+        )
+    ).one()
+    return int(waiting_count), int(failed_count)
