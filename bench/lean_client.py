@@ -54,11 +54,12 @@ class Connection:
         return status
 
 
-def request_bytes(path: str, host: str, token: str, body: dict[str, Any]) -> bytes:
+def request_bytes(path: str, host: str, token: str, body: dict[str, Any], headers: str = "") -> bytes:
+    """The request, with ``headers`` (each line ending in CRLF) after the usual ones."""
     data = json.dumps(body).encode()
     return (
         f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n{headers}\r\n"
     ).encode() + data
 
 
@@ -75,10 +76,10 @@ def trigger(prefix: object, n: int) -> dict[str, Any]:
 CONNECTIONS = 4  # a process's connections, each with one request in flight
 
 
-def run(url: str, token: str, seconds: float, worker: int, counter: Any, start: Any) -> None:
+def run(url: str, token: str, seconds: float, worker: int, counter: Any, start: Any, headers: str = "") -> None:
     """Post P5's triggers to ``url`` on CONNECTIONS connections until ``seconds`` have passed; add the answers
     (all 2xx, or it raises) to ``counter``. Connection ``c`` of client ``worker`` names its triggers after
-    ``worker * CONNECTIONS + c``."""
+    ``worker * CONNECTIONS + c``. ``headers``: more header lines for every request."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     selector = selectors.DefaultSelector()
@@ -93,7 +94,7 @@ def run(url: str, token: str, seconds: float, worker: int, counter: Any, start: 
 
     def send(index: int) -> None:
         body = trigger(worker * CONNECTIONS + index, sent[index])
-        connections[index].sock.sendall(request_bytes(parts.path, host_header, token, body))
+        connections[index].sock.sendall(request_bytes(parts.path, host_header, token, body, headers))
         sent[index] += 1
 
     for index in range(CONNECTIONS):
@@ -121,3 +122,8 @@ def run(url: str, token: str, seconds: float, worker: int, counter: Any, start: 
         connection.sock.close()
     with counter.get_lock():
         counter.value += done
+
+
+def run_async(url: str, token: str, seconds: float, worker: int, counter: Any, start: Any) -> None:
+    """``run``, each trigger sent with ``Prefer: respond-async``: the hub stores it and answers before its flows run."""
+    run(url, token, seconds, worker, counter, start, headers="Prefer: respond-async\r\n")

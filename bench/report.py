@@ -76,7 +76,11 @@ def _delivery_context(figure: str) -> Callable[[Results], str]:
 
 def _ingest_context(results: Results) -> str:
     p5 = results.get("P5", {})
-    return f"{_number(p5.get('requests_per_second'))} vs ceiling {_number(p5.get('ceiling_requests_per_second'))} req/s"
+    return (
+        f"respond-async {_number(p5.get('requests_per_second'))} vs ceiling "
+        f"{_number(p5.get('ceiling_requests_per_second'))} req/s; sustained {_number(p5.get('sustained_ratio'))}, "
+        f"plain {_number(p5.get('sync_ratio'))}"
+    )
 
 
 LISTS = (

@@ -12,6 +12,8 @@ from hub.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+RECEIVING_PAUSE = 0.05  # seconds between rounds while triggers keep being received (Prefer: respond-async)
+
 
 def run(rt: Runtime, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
@@ -38,7 +40,8 @@ def run(rt: Runtime, stop: threading.Event | None = None) -> None:
         except Exception:  # a database or Redis hiccup must not end the dispatcher; leases make it safe
             log.exception("dispatch round failed; trying again")
             claimed = 0
-        # A full round means more is due (or received): go again at once.
+        # A full round means more is due (or received): go again at once. Triggers are being received: look again
+        # soon, for more of them, rather than after a whole interval.
         if claimed < rt.config.dispatch_batch and received < FOLD_BATCH:
-            stop.wait(pause(rt))
+            stop.wait(min(pause(rt), RECEIVING_PAUSE) if received else pause(rt))
     log.info("dispatcher stopped")
