@@ -206,19 +206,19 @@ def worker(count: int | None, burst: bool) -> None:
 @click.option("--once", is_flag=True, help="Run one round and exit.")
 @friendly
 def dispatch(once: bool) -> None:
-    """Run the dispatcher: claim due actions and enqueue them."""
+    """Run the dispatcher: process received triggers, claim due actions and enqueue them."""
     import logging
     import signal
     import threading
 
-    from hub.dispatch import dispatch_once, housekeeping
+    from hub.dispatch import dispatch_once, fold_received, housekeeping
     from jobs.dispatch import run
 
     rt = runtime()
     logging.basicConfig(level=rt.config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if once:
         housekeeping(rt)
-        click.echo(f"claimed {dispatch_once(rt)} actions")
+        click.echo(f"processed {fold_received(rt)} received triggers, claimed {dispatch_once(rt)} actions")
         return
     settle()
     stop = threading.Event()
@@ -232,7 +232,7 @@ def dispatch(once: bool) -> None:
 
 @main.group()
 def triggers() -> None:
-    """Triggers: import many at once."""
+    """Triggers: import many at once; see what was received for later."""
 
 
 @triggers.command("import")
@@ -282,6 +282,31 @@ def triggers_import(store_id: int, source: Any, file_format: str | None, chunk: 
     click.echo(f"accepted {report.accepted}, duplicates {report.duplicates}, rejected {len(report.rejected)}")
     if report.rejected:
         sys.exit(1)
+
+
+@triggers.command("received")
+@click.option("--store", "store_id", type=int, default=None, help="Store id (default: every store).")
+@click.option("--retry", is_flag=True, help="Let the dispatcher take the failed ones again.")
+@friendly
+def triggers_received(store_id: int | None, retry: bool) -> None:
+    """Triggers received with `Prefer: respond-async`: how many wait for the dispatcher, and those it could not
+    process, with why (oldest first, up to 100)."""
+    from hub import inbox
+
+    rt = runtime()
+    with rt.db.session() as session:
+        if store_id is not None:
+            _store(session, store_id)
+        if retry:
+            count = inbox.retry(session, store_id)
+            session.commit()
+            click.echo(f"{count} failed received triggers will be processed again")
+            return
+        waiting, failed = inbox.backlog(session, store_id)
+        click.echo(f"waiting {waiting}, failed {failed}")
+        for row in inbox.failed(session, store_id):
+            received = f"{row.received_at:%Y-%m-%d %H:%M:%S}"
+            click.echo(f"trigger {row.trigger_id} (store {row.store_id}) received {received}: {row.error}")
 
 
 @main.group()

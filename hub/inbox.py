@@ -164,12 +164,50 @@ def _fold(session: Session, store: Store, rows: Sequence[Any], cache: StoreConfi
     return failed
 
 
-def backlog(session: Session) -> tuple[int, int]:
-    """How many received triggers wait to be processed, and how many failed to be."""
-    waiting_count, failed_count = session.execute(
-        select(
-            func.count().filter(_RECEIVED.c.failed_at.is_(None)),
-            func.count().filter(_RECEIVED.c.failed_at.is_not(None)),
-        )
-    ).one()
+def backlog(session: Session, store_id: int | None = None) -> tuple[int, int]:
+    """How many received triggers wait to be processed, and how many failed to be (of one store, or of all)."""
+    statement = select(
+        func.count().filter(_RECEIVED.c.failed_at.is_(None)),
+        func.count().filter(_RECEIVED.c.failed_at.is_not(None)),
+    )
+    if store_id is not None:
+        statement = statement.where(_RECEIVED.c.store_id == store_id)
+    waiting_count, failed_count = session.execute(statement).one()
     return int(waiting_count), int(failed_count)
+
+
+@dataclass(frozen=True)
+class Failed:
+    trigger_id: int
+    store_id: int
+    received_at: datetime
+    failed_at: datetime
+    error: str
+
+
+def failed(session: Session, store_id: int | None = None, limit: int = 100) -> list[Failed]:
+    """Received triggers that could not be processed, oldest first (of one store, or of all)."""
+    statement = (
+        select(
+            _RECEIVED.c.trigger_id,
+            _RECEIVED.c.store_id,
+            _RECEIVED.c.received_at,
+            _RECEIVED.c.failed_at,
+            _RECEIVED.c.error,
+        )
+        .where(_RECEIVED.c.failed_at.is_not(None))
+        .order_by(_RECEIVED.c.id)
+        .limit(limit)
+    )
+    if store_id is not None:
+        statement = statement.where(_RECEIVED.c.store_id == store_id)
+    return [Failed(*row) for row in session.execute(statement)]
+
+
+def retry(session: Session, store_id: int | None = None) -> int:
+    """Let the dispatcher take the failed received triggers (of one store, or of all) again; how many. The caller
+    commits."""
+    statement = update(_RECEIVED).where(_RECEIVED.c.failed_at.is_not(None)).values(failed_at=None, error=None)
+    if store_id is not None:
+        statement = statement.where(_RECEIVED.c.store_id == store_id)
+    return session.execute(statement).rowcount  # type: ignore[attr-defined,no-any-return]

@@ -15,6 +15,7 @@ from hub.models import Action, ReceivedTrigger, Store, Trigger
 from hub.runtime import Runtime
 from jobs import dispatch
 from tests.conftest import Api, make_tenant
+from tests.test_cli_outbox import Hub
 from tests.test_triggers import connect_two_apps, order_trigger
 
 ASYNC = {"Prefer": "respond-async"}
@@ -241,3 +242,34 @@ def test_the_dispatcher_processes_what_was_received(api: Api, rt: Runtime) -> No
 )
 def test_only_the_respond_async_preference_asks_for_it(header: str | None, wanted: bool) -> None:
     assert prefers_async(header) is wanted
+
+
+def test_the_cli_lists_what_failed_with_why_and_lets_it_be_tried_again(api: Api, rt: Runtime) -> None:
+    connect_two_apps(api)
+    store = str(api.tenant.store.id)
+    hub = Hub(rt)
+    broken = receive(api, order_trigger("1")).json
+    receive(api, order_trigger("2"))
+    with rt.db.transaction() as session:
+        session.execute(
+            update(ReceivedTrigger).where(ReceivedTrigger.trigger_id == broken["id"]).values(body='{"type": 1}')
+        )
+    once = hub("dispatch", "--once")
+    assert once.exit_code == 0 and "processed 2 received triggers" in once.output
+    listed = hub("triggers", "received", "--store", store)
+    assert listed.exit_code == 0 and "waiting 0, failed 1" in listed.output
+    assert f"trigger {broken['id']} (store {store})" in listed.output and "type" in listed.output
+
+    with rt.db.transaction() as session:  # mended, as a fixed release would read it
+        session.execute(
+            update(ReceivedTrigger)
+            .where(ReceivedTrigger.trigger_id == broken["id"])
+            .values(body='{"type": "order.fulfilled", "customer": {"email": "ada@example.com"}, "order": {"id": "1"}}')
+        )
+    retried = hub("triggers", "received", "--retry")
+    assert retried.exit_code == 0 and "1 failed received triggers will be processed again" in retried.output
+    assert fold(rt) == 1
+    assert api.get(f"/api/v1/triggers/{broken['id']}").json["status"] == "processed"
+    assert "waiting 0, failed 0" in hub("triggers", "received").output
+    unknown = hub("triggers", "received", "--store", "999999")
+    assert unknown.exit_code == 1 and "no store 999999" in unknown.output
