@@ -4,6 +4,7 @@
     python -m bench.inprocess_ingest --profile out.txt # the same under pyinstrument (its figures include its overhead)
     python -m bench.inprocess_ingest --bulk 1000       # P5's bulk: 1,000 triggers a request to /triggers/bulk
     python -m bench.inprocess_ingest --threads 4       # four threads posting at once, as a gthread worker serves them
+    python -m bench.inprocess_ingest --async           # with Prefer: respond-async (stored; not processed here)
 
 Prints the CPU a trigger of this process (Flask, the hub and psycopg) and of its PostgreSQL backend, on a fresh
 database, for P5's triggers (a new order of a new customer, one connected app, one action). Requests are WSGI
@@ -30,16 +31,21 @@ from hub.app import create_app
 from hub.config import load
 
 
-def environs(token: str, prefix: str, count: int, bulk: int = 0) -> Iterator[dict[str, Any]]:
+def environs(
+    token: str, prefix: str, count: int, bulk: int = 0, respond_async: bool = False
+) -> Iterator[dict[str, Any]]:
     """WSGI environs of ``count`` P5 triggers, as gunicorn gives them: one a request, or with ``bulk`` that many a
-    request to /triggers/bulk (as P5's bulk clients send them)."""
+    request to /triggers/bulk (as P5's bulk clients send them); with ``respond_async``, Prefer: respond-async."""
     if bulk:
         for start in range(0, count, bulk):
             triggers = [trigger(prefix, n) for n in range(start, min(start + bulk, count))]
             yield environ(token, "/api/v1/triggers/bulk", json.dumps({"triggers": triggers}).encode())
     else:
         for n in range(count):
-            yield environ(token, "/api/v1/triggers", json.dumps(trigger(prefix, n)).encode())
+            one = environ(token, "/api/v1/triggers", json.dumps(trigger(prefix, n)).encode())
+            if respond_async:
+                one["HTTP_PREFER"] = "respond-async"
+            yield one
 
 
 def environ(token: str, path: str, body: bytes) -> dict[str, Any]:
@@ -133,6 +139,12 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="threads posting a round's requests at once (a gthread worker has 4)"
     )
+    parser.add_argument(
+        "--async",
+        dest="respond_async",
+        action="store_true",
+        help="send Prefer: respond-async: the triggers are stored for the dispatcher, which does not run here",
+    )
     args = parser.parse_args()
     if not 1 <= args.threads <= 64:
         parser.error("--threads must be from 1 to 64")
@@ -158,7 +170,7 @@ def main() -> None:
             profiler = pyinstrument.Profiler(interval=0.001)
         figures = []
         for round_ in range(args.rounds):
-            requests = list(environs(token, f"r{round_}", count, bulk))
+            requests = list(environs(token, f"r{round_}", count, bulk, args.respond_async))
             # Backends the app opens during the round (more threads, more pooled connections) count from zero.
             before = {pid: cpu_seconds([pid]) for pid in postgres_pids(setup.database_name)}
             if profiler is not None:

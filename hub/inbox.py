@@ -28,6 +28,7 @@ from hub import bulk_ingest, pgraw
 from hub.caches import StoreConfigCache
 from hub.db import Database, Statements, any_of
 from hub.models import ReceivedTrigger, Store, Trigger, table_of
+from hub.runtime import collector_paused
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,9 @@ def fold_once(db: Database, cache: StoreConfigCache | None = None, limit: int = 
     that no longer exists are dropped. Nothing to do (or another folder at work, or SQLite) answers 0."""
     if not db.is_postgresql:
         return 0
-    with db.session() as session:
+    # The collector paused, as for a bulk request (hub.api.triggers): a batch is tens of thousands of objects alive
+    # until it is written, which collections set off meanwhile would walk again and again.
+    with collector_paused(), db.session() as session:
         if not session.scalar(select(func.pg_try_advisory_xact_lock(FOLD_LOCK))):
             return 0
         rows = session.execute(

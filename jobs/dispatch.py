@@ -12,7 +12,7 @@ from hub.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-RECEIVING_PAUSE = 0.05  # seconds between rounds while triggers keep being received (Prefer: respond-async)
+RECEIVING_PAUSE = 0.2  # seconds between rounds while triggers keep being received (Prefer: respond-async)
 
 
 def run(rt: Runtime, stop: threading.Event | None = None) -> None:
