@@ -14,9 +14,10 @@ The database stays the truth: the answer comes after the row is committed, and R
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from hub import bulk_ingest, pgraw
 from hub.caches import StoreConfigCache
-from hub.db import Database, Statements, any_of
+from hub.db import Database, any_of
 from hub.models import ReceivedTrigger, Store, Trigger, table_of
 from hub.runtime import collector_paused
 
@@ -38,24 +39,107 @@ FOLD_LOCK = 0x7469_6469_6E67  # "tiding"
 
 _RECEIVED = table_of(ReceivedTrigger)
 
-# The trigger is received unless it was processed before (triggers) or received before (the unique key): no row
-# then. Its id is taken from the triggers' sequence now, for the answer to name it.
-RECEIVE_SQL = f"""
+
+# The triggers are received unless processed before (triggers) or received before (the unique key): no row then.
+# Each one's id is taken from the triggers' sequence now, for the answer to name it; rows go in the order given.
+def _receive_sql(rows: int) -> str:
+    values = ", ".join(
+        f"(${4 * n + 1}::integer, ${4 * n + 2}::text, ${4 * n + 3}::text, ${4 * n + 4}::text, {n})" for n in range(rows)
+    )
+    triggers = table_of(Trigger).name
+    return f"""
 INSERT INTO {_RECEIVED.name} (store_id, trigger_id, dedupe_key, idempotency_key, body, received_at)
-SELECT $1::integer, nextval('{table_of(Trigger).name}_id_seq'), $2::text, $3::text, $4::text, now()
-WHERE NOT EXISTS (SELECT 1 FROM {table_of(Trigger).name} WHERE store_id = $1::integer AND dedupe_key = $2::text)
+SELECT v.store_id, nextval('{triggers}_id_seq'), v.dedupe_key, v.idempotency_key, v.body, now()
+FROM (VALUES {values}) AS v (store_id, dedupe_key, idempotency_key, body, n)
+WHERE NOT EXISTS (SELECT 1 FROM {triggers} t WHERE t.store_id = v.store_id AND t.dedupe_key = v.dedupe_key)
+ORDER BY v.n
 ON CONFLICT (store_id, dedupe_key) DO NOTHING
-RETURNING trigger_id
+RETURNING store_id, dedupe_key, trigger_id
 """
 
 
-def receive(work: Statements, store_id: int, key: str, idempotency_key: str | None, body: str) -> int | None:
-    """Store a trigger to be processed (one statement, committed on its own); the id its trigger will have, or None
-    when a trigger with the same dedupe key was received or processed before. PostgreSQL only."""
-    cursor = pgraw.raw_cursor(work)
-    cursor.execute(RECEIVE_SQL, (store_id, key, idempotency_key, body))
-    row = cursor.fetchone()
-    return None if row is None else int(row[0])
+MAX_GROUP = 32  # received triggers written together at most (a process has a few request threads)
+_RECEIVE_SQL = [_receive_sql(rows) for rows in range(MAX_GROUP + 1)]
+
+
+@dataclass(eq=False)
+class _Arrival:
+    store_id: int
+    key: str
+    idempotency_key: str | None
+    body: str
+    done: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False  # woken to write the next group, not with its answer
+    trigger_id: int | None = None
+    error: BaseException | None = None
+
+
+class Receiver:
+    """Receives triggers for one process, writing those that arrive together in one statement and one commit.
+
+    A commit costs PostgreSQL a flush of its log: measured here ~60–70 µs of its CPU a row when each of eight
+    connections commits its own row, ~26–35 µs when each commits rows two to four at a time. The first request to
+    arrive writes at once; those that arrive while it writes wait, and the first of them then writes them all
+    (there is no writer thread: a request alone pays nothing more). Each is answered only after the commit that
+    holds its row, as before. PostgreSQL only."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._lock = threading.Lock()
+        self._waiting: list[_Arrival] = []
+        self._writing = False
+
+    def receive(self, store_id: int, key: str, idempotency_key: str | None, body: str) -> int | None:
+        """Store a trigger to be processed; the id its trigger will have, or None when a trigger with the same dedupe
+        key was received or processed before."""
+        arrival = _Arrival(store_id, key, idempotency_key, body)
+        with self._lock:
+            self._waiting.append(arrival)
+            lead = not self._writing
+            self._writing = True
+        if not lead:
+            arrival.done.wait()
+            if not arrival.lead:
+                return self._answer(arrival)
+        self._write_group()
+        return self._answer(arrival)
+
+    @staticmethod
+    def _answer(arrival: _Arrival) -> int | None:
+        if arrival.error is not None:
+            raise arrival.error
+        return arrival.trigger_id
+
+    def _write_group(self) -> None:
+        """Write what waits (this thread's trigger among it), answer each, then hand the writing on."""
+        with self._lock:
+            group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
+        try:
+            written = self._write(group)
+            for arrival in group:
+                # A key twice in one group: the first is received, the other is a duplicate of it.
+                arrival.trigger_id = written.pop((arrival.store_id, arrival.key), None)
+        except BaseException as error:  # each request of the group answers with it (a 503 for a database error)
+            for arrival in group:
+                arrival.error = error
+        finally:
+            with self._lock:
+                if self._waiting:
+                    self._waiting[0].lead = True
+                    self._waiting[0].done.set()
+                else:
+                    self._writing = False
+            for arrival in group:
+                arrival.done.set()
+
+    def _write(self, group: list[_Arrival]) -> dict[tuple[int, str], int]:
+        params: list[Any] = []
+        for arrival in group:
+            params += (arrival.store_id, arrival.key, arrival.idempotency_key, arrival.body)
+        with self._db.statements() as work:
+            cursor = pgraw.raw_cursor(work)
+            cursor.execute(_RECEIVE_SQL[len(group)], params)
+            return {(store_id, key): int(trigger_id) for store_id, key, trigger_id in cursor.fetchall()}
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import redis
@@ -24,6 +25,9 @@ from hub.config import Config, load
 from hub.crypto import SecretBox
 from hub.db import Database
 from hub.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from hub.inbox import Receiver
 
 
 class Runtime:
@@ -56,6 +60,13 @@ class Runtime:
     def caches(self) -> Caches:
         """This process's ingest caches (tokens, store configuration); see hub.caches."""
         return Caches()
+
+    @cached_property
+    def receiver(self) -> Receiver:
+        """This process's writer of triggers received for later (hub.inbox)."""
+        from hub.inbox import Receiver
+
+        return Receiver(self.db)
 
     @cached_property
     def limiter(self) -> RateLimiter:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
+import psycopg
 import pytest
 from flask import Flask
 from sqlalchemy import func, select, update
@@ -273,3 +275,40 @@ def test_the_cli_lists_what_failed_with_why_and_lets_it_be_tried_again(api: Api,
     assert "waiting 0, failed 0" in hub("triggers", "received").output
     unknown = hub("triggers", "received", "--store", "999999")
     assert unknown.exit_code == 1 and "no store 999999" in unknown.output
+
+
+def test_triggers_received_at_once_from_many_threads_each_get_their_own_id_or_are_a_duplicate(
+    rt: Runtime, api: Api
+) -> None:
+    receiver = inbox.Receiver(rt.db)
+    store = api.tenant.store.id
+    start = threading.Barrier(12)
+    answers: dict[int, int | None] = {}
+
+    def send(n: int) -> None:
+        start.wait()
+        key = f"key-{n % 8}"  # threads 8 to 11 repeat the keys of 0 to 3
+        body = json.dumps(order_trigger(str(n % 8)))
+        answers[n] = receiver.receive(store, key, None, body)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [answer for answer in answers.values() if answer is not None]
+    assert len(ids) == 8 and len(set(ids)) == 8  # one per key, whichever of its two threads came first
+    for n in range(4):
+        assert (answers[n] is None) != (answers[n + 8] is None)
+    with rt.db.session() as session:
+        stored = session.execute(select(ReceivedTrigger.trigger_id, ReceivedTrigger.dedupe_key)).all()
+    assert sorted(trigger_id for trigger_id, _ in stored) == sorted(ids)
+
+
+def test_a_write_that_fails_fails_its_requests_and_the_next_ones_are_written(rt: Runtime, api: Api) -> None:
+    receiver = inbox.Receiver(rt.db)
+    store = api.tenant.store.id
+    with pytest.raises(psycopg.errors.DataError):  # PostgreSQL's text cannot hold NUL
+        receiver.receive(store, "nul", None, '{"type": "order.fulfilled\x00"}')
+    assert receiver.receive(store, "next", None, json.dumps(order_trigger())) is not None
+    assert count(rt, ReceivedTrigger) == 1

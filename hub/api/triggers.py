@@ -110,9 +110,9 @@ def _receive(data: dict[str, Any], header_key: str | None) -> Response:
     store = current_store()
     key = flows.dedupe_key(data, header_key)
     body = request.get_data(cache=True).decode("utf-8")  # what _trigger_from_request read and loaded
-    with runtime().db.statements() as work:
-        trigger_id = inbox.receive(work, store.id, key, header_key, body)
-        if trigger_id is None:
+    trigger_id = runtime().receiver.receive(store.id, key, header_key, body)
+    if trigger_id is None:
+        with runtime().db.statements() as work:
             waiting = inbox.waiting(work.session, store.id, key=key)
             if waiting is None:  # processed already (maybe a moment ago): the usual answer, with its actions
                 result = flows.ingest(work, store, data, header_key, cache=runtime().caches.stores)
