@@ -269,8 +269,11 @@ def test_the_openapi_document_is_public_and_describes_every_route(app: Flask) ->
         "/api/v1/stats",
         "/api/v1/audit",
         "/api/v1/customers/{customer_id}/timeline",
+        "/api/v1/triggers/{trigger_id}",
     }
     assert "TriggerIn" in spec["components"]["schemas"]
+    headers = {p["name"] for p in spec["paths"]["/api/v1/triggers"]["post"]["parameters"] if p["in"] == "header"}
+    assert headers == {"Idempotency-Key", "Prefer"}
 
 
 def test_the_sandbox_platform_refuses_a_wrong_key_and_records_it(api: Api, app: Flask) -> None:

@@ -48,8 +48,27 @@ def documented(*decorators: Callable[[Any], Any]) -> Callable[[F], F]:
     return apply
 
 
+HEADERS = [
+    {
+        "in": "header",
+        "name": "Idempotency-Key",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
+        "description": "The same key again (for the same store) is the same trigger: nothing new is created.",
+    },
+    {
+        "in": "header",
+        "name": "Prefer",
+        "required": False,
+        "schema": {"type": "string", "example": "respond-async"},
+        "description": "`respond-async`: store the trigger and answer before its flows run (PostgreSQL).",
+    },
+]
+
+
 @blp.route("/triggers", methods=["POST"])
 @documented(
+    blp.doc(parameters=HEADERS),
     blp.arguments(_trigger_in),
     blp.response(202, TriggerOut),
     blp.alt_response(200, schema=TriggerOut, description="The same trigger was seen before; nothing new was created."),
