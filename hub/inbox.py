@@ -221,8 +221,8 @@ def fold_once(db: Database, cache: StoreConfigCache | None = None, limit: int = 
                 log.exception("could not process %d received triggers of store %s", len(group), store_id)
                 failed.update((row.id, f"{type(error).__name__}: {error}") for row in group)
         now = datetime.now(UTC)
-        for row_id, error in failed.items():
-            session.execute(update(_RECEIVED).where(_RECEIVED.c.id == row_id).values(failed_at=now, error=error[:2000]))
+        for row_id, why in failed.items():
+            session.execute(update(_RECEIVED).where(_RECEIVED.c.id == row_id).values(failed_at=now, error=why[:2000]))
         done = [row.id for row in rows if row.id not in failed]
         if done:
             session.execute(delete(_RECEIVED).where(any_of(_RECEIVED.c.id, done, "postgresql")))
