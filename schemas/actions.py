@@ -175,7 +175,10 @@ class TriggerOut(ma.Schema):
     )
     actions = fields.List(fields.Nested(ActionOut))
     cancelled = fields.Integer(
-        metadata={"description": "Waiting actions of the order that this trigger cancelled (order.cancelled/refunded)."}
+        metadata={
+            "description": "Waiting actions of the order that this trigger cancelled (order.cancelled/refunded). "
+            "Only in the answer to a plain POST, which processes the trigger before it answers."
+        }
     )
     status = fields.String(
         validate=validate.OneOf(TRIGGER_STATUSES),

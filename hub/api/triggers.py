@@ -148,7 +148,6 @@ def _receive(data: dict[str, Any], header_key: str | None) -> Response:
             "type": data["type"],
             "duplicate": False,
             "actions": [],
-            "cancelled": 0,
             "status": "received",
         }
     )
@@ -174,7 +173,6 @@ def _waiting_answer(waiting: inbox.Waiting, *, duplicate: bool) -> dict[str, Any
         "type": waiting.type,
         "duplicate": duplicate,
         "actions": [],
-        "cancelled": 0,
         "status": "received" if waiting.error is None else "failed",
     }
     if waiting.error is not None:
@@ -201,7 +199,6 @@ def get_trigger(trigger_id: int) -> Any:
                 "type": trigger.type,
                 "duplicate": False,
                 "actions": [action_out(action) for action in actions],
-                "cancelled": 0,
                 "status": "processed",
             }
         )
