@@ -13,6 +13,7 @@ The database stays the truth: the answer comes after the row is committed, and R
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections import defaultdict
@@ -40,9 +41,11 @@ FOLD_LOCK = 0x7469_6469_6E67  # "tiding"
 _RECEIVED = table_of(ReceivedTrigger)
 
 
-# The triggers are received unless processed before (triggers) or received before (the unique key): no row then.
-# Each one's id is taken from the triggers' sequence now, for the answer to name it; rows go in the order given.
+@functools.cache
 def _receive_sql(rows: int) -> str:
+    """``rows`` triggers received unless processed before (triggers) or received before (the unique key): no row
+    then. Each one's id is taken from the triggers' sequence now, for the answer to name it; rows go in the order
+    given."""
     values = ", ".join(
         f"(${4 * n + 1}::integer, ${4 * n + 2}::text, ${4 * n + 3}::text, ${4 * n + 4}::text, {n})" for n in range(rows)
     )
@@ -59,7 +62,10 @@ RETURNING store_id, dedupe_key, trigger_id
 
 
 MAX_GROUP = 32  # received triggers written together at most (a process has a few request threads)
-_RECEIVE_SQL = [_receive_sql(rows) for rows in range(MAX_GROUP + 1)]
+
+
+class ReceiveError(RuntimeError):
+    """A received trigger's write failed (its cause is the database's error); nothing of it was stored."""
 
 
 @dataclass(eq=False)
@@ -107,7 +113,8 @@ class Receiver:
     @staticmethod
     def _answer(arrival: _Arrival) -> int | None:
         if arrival.error is not None:
-            raise arrival.error
+            # The group's one error, chained to a new exception in each of its requests' threads.
+            raise ReceiveError("the trigger could not be stored") from arrival.error
         return arrival.trigger_id
 
     def _write_group(self) -> None:
@@ -119,7 +126,7 @@ class Receiver:
             for arrival in group:
                 # A key twice in one group: the first is received, the other is a duplicate of it.
                 arrival.trigger_id = written.pop((arrival.store_id, arrival.key), None)
-        except BaseException as error:  # each request of the group answers with it (a 503 for a database error)
+        except BaseException as error:  # each request of the group fails with it
             for arrival in group:
                 arrival.error = error
         finally:
@@ -138,7 +145,7 @@ class Receiver:
             params += (arrival.store_id, arrival.key, arrival.idempotency_key, arrival.body)
         with self._db.statements() as work:
             cursor = pgraw.raw_cursor(work)
-            cursor.execute(_RECEIVE_SQL[len(group)], params)
+            cursor.execute(_receive_sql(len(group)), params)
             return {(store_id, key): int(trigger_id) for store_id, key, trigger_id in cursor.fetchall()}
 
 

@@ -308,7 +308,8 @@ def test_triggers_received_at_once_from_many_threads_each_get_their_own_id_or_ar
 def test_a_write_that_fails_fails_its_requests_and_the_next_ones_are_written(rt: Runtime, api: Api) -> None:
     receiver = inbox.Receiver(rt.db)
     store = api.tenant.store.id
-    with pytest.raises(psycopg.errors.DataError):  # PostgreSQL's text cannot hold NUL
+    with pytest.raises(inbox.ReceiveError) as failed:  # PostgreSQL's text cannot hold NUL
         receiver.receive(store, "nul", None, '{"type": "order.fulfilled\x00"}')
+    assert isinstance(failed.value.__cause__, psycopg.errors.DataError)
     assert receiver.receive(store, "next", None, json.dumps(order_trigger())) is not None
     assert count(rt, ReceivedTrigger) == 1
