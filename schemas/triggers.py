@@ -141,3 +141,24 @@ class BulkTriggersOut(ma.Schema):
     duplicates = fields.Integer()
     rejected = fields.Integer()
     results = fields.List(fields.Nested(BulkItemOut))
+
+
+class FailedReceivedOut(ma.Schema):
+    trigger_id = fields.Integer(metadata={"description": "The id the trigger was given when it was received."})
+    received_at = fields.AwareDateTime()
+    failed_at = fields.AwareDateTime()
+    error = fields.String(metadata={"description": "Why it could not be processed."})
+
+
+class ReceivedOut(ma.Schema):
+    """Triggers received with `Prefer: respond-async` and not processed yet."""
+
+    waiting = fields.Integer(metadata={"description": "Received, waiting for the dispatcher."})
+    failed = fields.Integer(metadata={"description": "Received, but could not be processed: not taken again."})
+    failed_triggers = fields.List(
+        fields.Nested(FailedReceivedOut), metadata={"description": "Oldest first, 100 at most."}
+    )
+
+
+class RetriedOut(ma.Schema):
+    retried = fields.Integer(metadata={"description": "Failed received triggers the dispatcher will take again."})

@@ -313,3 +313,30 @@ def test_a_write_that_fails_fails_its_requests_and_the_next_ones_are_written(rt:
     assert isinstance(failed.value.__cause__, psycopg.errors.DataError)
     assert receiver.receive(store, "next", None, json.dumps(order_trigger())) is not None
     assert count(rt, ReceivedTrigger) == 1
+
+
+def test_the_api_lists_a_stores_failed_received_triggers_and_lets_them_be_tried_again(
+    api: Api, rt: Runtime, app: Flask
+) -> None:
+    connect_two_apps(api)
+    other = Api(app.test_client(), make_tenant(rt, "Other"))
+    broken = receive(api, order_trigger("1")).json
+    receive(api, order_trigger("2"))
+    receive(other, order_trigger("3"))
+    with rt.db.transaction() as session:
+        session.execute(
+            update(ReceivedTrigger).where(ReceivedTrigger.trigger_id == broken["id"]).values(body='{"type": 1}')
+        )
+    assert api.get("/api/v1/triggers/received").json == {"waiting": 2, "failed": 0, "failed_triggers": []}
+    fold(rt)
+    listed = api.get("/api/v1/triggers/received").json
+    assert listed["waiting"] == 0 and listed["failed"] == 1
+    [failed] = listed["failed_triggers"]
+    assert failed["trigger_id"] == broken["id"] and "type" in failed["error"] and "store_id" not in failed
+    assert other.get("/api/v1/triggers/received").json["failed"] == 0  # each store sees its own
+
+    assert other.post("/api/v1/triggers/received/retry").json == {"retried": 0}
+    assert api.post("/api/v1/triggers/received/retry").json == {"retried": 1}
+    assert api.get("/api/v1/triggers/received").json == {"waiting": 1, "failed": 0, "failed_triggers": []}
+    audit = api.get("/api/v1/audit").json
+    assert any(entry["operation"] == "retry_received" for entry in audit["data"])

@@ -320,3 +320,10 @@ def test_without_postgresql_respond_async_is_ignored_and_the_answer_has_the_acti
     answer = api.post("/api/v1/triggers", json=order_trigger(), headers={"Prefer": "respond-async"})
     assert answer.status_code == 202 and "Preference-Applied" not in answer.headers
     assert answer.json["status"] == "processed" and len(answer.json["actions"]) == 2
+
+
+def test_without_postgresql_nothing_is_received_for_later(api: Api, rt: Runtime) -> None:
+    if rt.db.is_postgresql:
+        pytest.skip("PostgreSQL receives triggers for later (tests/test_received_triggers.py)")
+    assert api.get("/api/v1/triggers/received").json == {"waiting": 0, "failed": 0, "failed_triggers": []}
+    assert api.post("/api/v1/triggers/received/retry").json == {"retried": 0}

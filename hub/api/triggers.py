@@ -13,13 +13,21 @@ from sqlalchemy import select
 from webargs.flaskparser import is_json_request
 
 from connectors.base import ORJSON_STRICT
-from hub import bulk_ingest, flows, inbox
-from hub.api import authenticate, current_store, db_session, runtime
+from hub import audit, bulk_ingest, flows, inbox
+from hub.api import authenticate, current_actor, current_store, db_session, runtime
 from hub.models import Action, Trigger
 from hub.runtime import collector_paused
 from schemas.actions import TriggerOut, action_out
 from schemas.common import MAX_ID
-from schemas.triggers import BULK_STATUSES, MAX_BULK_TRIGGERS, BulkTriggersIn, BulkTriggersOut, TriggerIn
+from schemas.triggers import (
+    BULK_STATUSES,
+    MAX_BULK_TRIGGERS,
+    BulkTriggersIn,
+    BulkTriggersOut,
+    ReceivedOut,
+    RetriedOut,
+    TriggerIn,
+)
 
 blp = Blueprint("triggers", __name__, description="Triggers in: orders and reviews that start flows.")
 blp.before_request(authenticate)
@@ -178,6 +186,34 @@ def _waiting_answer(waiting: inbox.Waiting, *, duplicate: bool) -> dict[str, Any
     if waiting.error is not None:
         answer["error"] = waiting.error
     return answer
+
+
+@blp.route("/triggers/received", methods=["GET"])
+@blp.response(200, ReceivedOut)
+def get_received() -> Any:
+    """Triggers received with `Prefer: respond-async` and not processed yet: how many wait, how many could not be
+    processed, and those (oldest first, up to 100) with why."""
+    store = current_store()
+    session = db_session()
+    if not runtime().db.is_postgresql:  # nothing is received for later without PostgreSQL
+        return {"waiting": 0, "failed": 0, "failed_triggers": []}
+    waiting, failed = inbox.backlog(session, store.id)
+    rows = inbox.failed(session, store.id)
+    return {"waiting": waiting, "failed": failed, "failed_triggers": [vars(row) for row in rows]}
+
+
+@blp.route("/triggers/received/retry", methods=["POST"])
+@blp.response(200, RetriedOut)
+def retry_received() -> Any:
+    """Let the dispatcher take this store's failed received triggers again (once what made them fail is mended)."""
+    store = current_store()
+    if not runtime().db.is_postgresql:
+        return {"retried": 0}
+    session = db_session()
+    retried = inbox.retry(session, store.id)
+    audit.record(session, store.id, current_actor(), "retry_received", summary=True, details={"retried": retried})
+    session.commit()
+    return {"retried": retried}
 
 
 @blp.route("/triggers/<int:trigger_id>", methods=["GET"])
