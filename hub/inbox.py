@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from hub import bulk_ingest, pgraw
@@ -198,17 +198,11 @@ def fold_once(db: Database, cache: StoreConfigCache | None = None, limit: int = 
         if not session.scalar(select(func.pg_try_advisory_xact_lock(FOLD_LOCK))):
             return 0
         rows = session.execute(
-            select(
-                _RECEIVED.c.id,
-                _RECEIVED.c.store_id,
-                _RECEIVED.c.trigger_id,
-                _RECEIVED.c.idempotency_key,
-                _RECEIVED.c.body,
-                _RECEIVED.c.received_at,
+            _oldest(
+                failed=False,
+                columns=("id", "store_id", "trigger_id", "idempotency_key", "body", "received_at"),
+                limit=limit,
             )
-            .where(_RECEIVED.c.failed_at.is_(None))
-            .order_by(_RECEIVED.c.id)
-            .limit(limit)
         ).all()
         if not rows:
             session.rollback()
@@ -235,6 +229,12 @@ def fold_once(db: Database, cache: StoreConfigCache | None = None, limit: int = 
             session.execute(delete(_RECEIVED).where(any_of(_RECEIVED.c.id, done, "postgresql")))
         session.commit()
         return len(rows)
+
+
+def _oldest(*, failed: bool, columns: tuple[str, ...], limit: int) -> Select[Any]:
+    """The received triggers that failed to be processed, or those that wait, oldest first."""
+    condition = _RECEIVED.c.failed_at.is_not(None) if failed else _RECEIVED.c.failed_at.is_(None)
+    return select(*(_RECEIVED.c[name] for name in columns)).where(condition).order_by(_RECEIVED.c.id).limit(limit)
 
 
 def _fold(session: Session, store: Store, rows: Sequence[Any], cache: StoreConfigCache | None) -> dict[int, str]:
@@ -281,17 +281,8 @@ class Failed:
 
 def failed(session: Session, store_id: int | None = None, limit: int = 100) -> list[Failed]:
     """Received triggers that could not be processed, oldest first (of one store, or of all)."""
-    statement = (
-        select(
-            _RECEIVED.c.trigger_id,
-            _RECEIVED.c.store_id,
-            _RECEIVED.c.received_at,
-            _RECEIVED.c.failed_at,
-            _RECEIVED.c.error,
-        )
-        .where(_RECEIVED.c.failed_at.is_not(None))
-        .order_by(_RECEIVED.c.id)
-        .limit(limit)
+    statement = _oldest(
+        failed=True, columns=("trigger_id", "store_id", "received_at", "failed_at", "error"), limit=limit
     )
     if store_id is not None:
         statement = statement.where(_RECEIVED.c.store_id == store_id)

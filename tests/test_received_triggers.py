@@ -42,6 +42,12 @@ def count(rt: Runtime, model: Any) -> int:
         return session.scalar(select(func.count()).select_from(model)) or 0
 
 
+def set_body(rt: Runtime, trigger_id: int, body: str) -> None:
+    """Change what a received trigger holds, as a release that reads it otherwise would see it."""
+    with rt.db.transaction() as session:
+        session.execute(update(ReceivedTrigger).where(ReceivedTrigger.trigger_id == trigger_id).values(body=body))
+
+
 def comparable(actions: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return sorted((a["app"], a["event_name"], a["state"], a["run_at"], a["idempotency_key"]) for a in actions)
 
@@ -182,12 +188,7 @@ def test_a_trigger_that_cannot_be_processed_is_kept_with_its_error_and_the_rest_
     other = Api(app.test_client(), make_tenant(rt, "Other"))
     broken = receive(api, order_trigger("1")).json
     fine = receive(other, order_trigger("2")).json
-    with rt.db.transaction() as session:  # as if the schema had changed since it was received
-        session.execute(
-            update(ReceivedTrigger)
-            .where(ReceivedTrigger.trigger_id == broken["id"])
-            .values(body='{"type": "order.fulfilled", "customer": {"email": "nope"}}')
-        )
+    set_body(rt, broken["id"], '{"type": "order.fulfilled", "customer": {"email": "nope"}}')
     assert fold(rt) == 2
     assert api.get(f"/api/v1/triggers/{fine['id']}").status_code == 404  # another store's
     assert other.get(f"/api/v1/triggers/{fine['id']}").json["status"] == "processed"
@@ -252,22 +253,15 @@ def test_the_cli_lists_what_failed_with_why_and_lets_it_be_tried_again(api: Api,
     hub = Hub(rt)
     broken = receive(api, order_trigger("1")).json
     receive(api, order_trigger("2"))
-    with rt.db.transaction() as session:
-        session.execute(
-            update(ReceivedTrigger).where(ReceivedTrigger.trigger_id == broken["id"]).values(body='{"type": 1}')
-        )
+    set_body(rt, broken["id"], '{"type": 1}')
     once = hub("dispatch", "--once")
     assert once.exit_code == 0 and "processed 2 received triggers" in once.output
     listed = hub("triggers", "received", "--store", store)
     assert listed.exit_code == 0 and "waiting 0, failed 1" in listed.output
     assert f"trigger {broken['id']} (store {store})" in listed.output and "type" in listed.output
 
-    with rt.db.transaction() as session:  # mended, as a fixed release would read it
-        session.execute(
-            update(ReceivedTrigger)
-            .where(ReceivedTrigger.trigger_id == broken["id"])
-            .values(body='{"type": "order.fulfilled", "customer": {"email": "ada@example.com"}, "order": {"id": "1"}}')
-        )
+    mended = {"type": "order.fulfilled", "customer": {"email": "ada@example.com"}, "order": {"id": "1"}}
+    set_body(rt, broken["id"], json.dumps(mended))  # as a fixed release would read it
     retried = hub("triggers", "received", "--retry")
     assert retried.exit_code == 0 and "1 failed received triggers will be processed again" in retried.output
     assert fold(rt) == 1
@@ -323,10 +317,7 @@ def test_the_api_lists_a_stores_failed_received_triggers_and_lets_them_be_tried_
     broken = receive(api, order_trigger("1")).json
     receive(api, order_trigger("2"))
     receive(other, order_trigger("3"))
-    with rt.db.transaction() as session:
-        session.execute(
-            update(ReceivedTrigger).where(ReceivedTrigger.trigger_id == broken["id"]).values(body='{"type": 1}')
-        )
+    set_body(rt, broken["id"], '{"type": 1}')
     assert api.get("/api/v1/triggers/received").json == {"waiting": 2, "failed": 0, "failed_triggers": []}
     fold(rt)
     listed = api.get("/api/v1/triggers/received").json
