@@ -718,17 +718,22 @@ def drive_async(
     middle = cpu_seconds(dispatcher)
     sent.dispatcher_cpu = middle - before
     pg_before = {pid: cpu_seconds([pid]) for pid in postgres_pids(setup.database_name)}
-    began = time.perf_counter()
-    while received_backlog(rt)[0]:
-        if time.perf_counter() - began > DRAIN_TIMEOUT:
-            raise RuntimeError(f"the dispatcher did not process what was received within {DRAIN_TIMEOUT:.0f} s")
-        time.sleep(0.02)
-    elapsed = time.perf_counter() - began
+    elapsed = drain(rt)
     pg = sum(cpu_seconds([pid]) - pg_before.get(pid, 0.0) for pid in postgres_pids(setup.database_name))
     return sent, Load(0, elapsed, 0.0, pg, 0.0, cpu_seconds(dispatcher) - middle)
 
 
 DRAIN_TIMEOUT = 120.0
+
+
+def drain(rt: Runtime) -> float:
+    """Wait until no received trigger waits to be processed; the seconds it took."""
+    began = time.perf_counter()
+    while received_backlog(rt)[0]:
+        if time.perf_counter() - began > DRAIN_TIMEOUT:
+            raise RuntimeError(f"the dispatcher did not process what was received within {DRAIN_TIMEOUT:.0f} s")
+        time.sleep(0.02)
+    return time.perf_counter() - began
 
 
 def received_backlog(rt: Runtime) -> tuple[int, int]:
@@ -829,6 +834,7 @@ def p5(setup: Setup, seconds: float) -> dict[str, Any]:
             # and walks every customer of the store, a cost that grows with the run. A production database has them.
             answered += run_clients(lean_client.run, triggers_url, token, min(seconds, 2.0), clients=4, first=100)[0]
             answered += run_clients(lean_client.run_async, triggers_url, token, 1.0, clients=4, first=200)[0]
+            drain(rt)  # the dispatcher's work must not fall in the ceiling's first turn
             analyze(setup, "customers", "triggers", "actions", "received_triggers")
             run_clients(lean_client.run, f"{ceiling_url}/ingest", token, min(seconds, 2.0) / 4, clients=4, first=100)
             ceiling = single = received = drained = Load(0, 0.0, 0.0, 0.0, 0.0)
