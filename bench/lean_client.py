@@ -74,6 +74,12 @@ def trigger(prefix: object, n: int) -> dict[str, Any]:
 
 
 CONNECTIONS = 4  # a process's connections, each with one request in flight
+# Requests a connection carries before the client opens another in its place. A server's workers share one listening
+# socket, and which of them accepts a connection is a race: with 16 connections held for a whole turn, the split
+# between gunicorn's two workers came out anywhere from 16/0 to 8/8, and a worker holding most of them was the
+# bottleneck while the other idled. Connections that come and go, as a real sender's do, spread the load over the
+# turn, alike for every server measured.
+REQUESTS_PER_CONNECTION = 100
 
 
 def run(url: str, token: str, seconds: float, worker: int, counter: Any, start: Any, headers: str = "") -> None:
@@ -85,6 +91,7 @@ def run(url: str, token: str, seconds: float, worker: int, counter: Any, start: 
     selector = selectors.DefaultSelector()
     connections = [Connection(host, port) for _ in range(CONNECTIONS)]
     sent = dict.fromkeys(range(CONNECTIONS), 0)
+    carried = dict.fromkeys(range(CONNECTIONS), 0)  # answers on the connection now open
     for index, connection in enumerate(connections):
         selector.register(connection.sock, selectors.EVENT_READ, index)
     start.wait()
@@ -109,7 +116,10 @@ def run(url: str, token: str, seconds: float, worker: int, counter: Any, start: 
             if not 200 <= status < 300:
                 raise Refused(f"{url} answered {status}")
             done += 1
-            if connections[index].closing:  # the server ends the connection after each answer: open another
+            carried[index] += 1
+            # The server ends the connection after each answer, or this one has carried its share: open another.
+            if connections[index].closing or carried[index] >= REQUESTS_PER_CONNECTION:
+                carried[index] = 0
                 selector.unregister(connections[index].sock)
                 connections[index].sock.close()
                 connections[index] = Connection(host, port)

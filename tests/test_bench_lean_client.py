@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -20,11 +21,13 @@ class Recording(BaseHTTPRequestHandler):
     status = 202
     closes = False  # answer "Connection: close" and close, as gunicorn's sync workers do
     bodies: ClassVar[list[dict[str, Any]]] = []
+    ports: ClassVar[list[int]] = []  # the client's port of each request: one per connection
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         assert self.headers["Authorization"] == "Bearer tok"
         type(self).bodies.append(body)
+        type(self).ports.append(self.client_address[1])
         answer = b'{"ok":true}' if self.status < 300 else b'{"message":"no"}'
         self.send_response(self.status)
         self.send_header("Content-Type", "application/json")
@@ -47,7 +50,7 @@ class Quiet(ThreadingHTTPServer):
 @pytest.fixture
 def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, type[Recording]]]:
     status, closes = getattr(request, "param", (202, False))
-    handler = type("Handler", (Recording,), {"status": status, "closes": closes, "bodies": []})
+    handler = type("Handler", (Recording,), {"status": status, "closes": closes, "bodies": [], "ports": []})
     httpd = Quiet(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -96,3 +99,13 @@ def test_an_answer_other_than_2xx_stops_the_client_with_the_status(server: tuple
     with pytest.raises(lean_client.Refused, match="422"):
         answers(url)
     assert len(handler.bodies) <= lean_client.CONNECTIONS  # the first request of each connection, none after
+
+
+def test_the_lean_client_opens_a_new_connection_after_each_ones_share_of_requests(
+    server: tuple[str, type[Recording]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, handler = server
+    monkeypatch.setattr(lean_client, "REQUESTS_PER_CONNECTION", 5)
+    assert answers(url, seconds=0.5) == len(handler.bodies) > 2 * 5 * lean_client.CONNECTIONS
+    per_connection = Counter(handler.ports)
+    assert max(per_connection.values()) == 5 and len(per_connection) >= len(handler.bodies) // 5
