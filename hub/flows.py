@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from hub import guards, pgcopy, pgraw, quiet
 from hub.caches import FlowConfig, StepConfig, StoreConfig, StoreConfigCache
@@ -942,7 +942,12 @@ def hold_reason(integration: Integration) -> tuple[ActionState, str, str]:
 
 
 def _existing(session: Session, store_id: int, key: str) -> Ingested | None:
-    trigger = session.scalars(select(Trigger).where(Trigger.store_id == store_id, Trigger.dedupe_key == key)).first()
+    return recorded(session, store_id, Trigger.dedupe_key == key)
+
+
+def recorded(session: Session, store_id: int, which: ColumnElement[bool]) -> Ingested | None:
+    """The store's trigger that ``which`` picks and the actions it created, as a repeat of it is answered."""
+    trigger = session.scalars(select(Trigger).where(Trigger.store_id == store_id, which)).first()
     if trigger is None:
         return None
     actions = session.scalars(select(Action).where(Action.trigger_id == trigger.id).order_by(Action.id)).all()

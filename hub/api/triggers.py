@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import orjson
 from flask import Response, current_app, jsonify, request
 from flask_smorest import Blueprint, abort
-from sqlalchemy import select
 from webargs.flaskparser import is_json_request
 
 from connectors.base import ORJSON_STRICT
 from hub import audit, bulk_ingest, flows, inbox
 from hub.api import authenticate, current_actor, current_store, db_session, runtime
-from hub.models import Action, Trigger
+from hub.models import Trigger
 from hub.runtime import collector_paused
 from schemas.actions import TriggerOut, action_out
 from schemas.common import MAX_ID
@@ -117,10 +116,7 @@ def post_trigger() -> Any:
             cache=runtime().caches.stores,
         )
         work.commit()  # on PostgreSQL a trigger that took the usual path has nothing to commit here
-    # TriggerOut's shape, built directly (schemas.actions.action_out): the schema documents it.
-    answer = json_answer(_trigger_answer(result))
-    answer.status_code = 200 if result.duplicate else 202
-    return answer
+    return _processed(result)
 
 
 def prefers_async(prefer: str | None) -> bool:
@@ -144,47 +140,61 @@ def _receive(data: dict[str, Any], header_key: str | None) -> Response:
             if waiting is None:  # processed already (maybe a moment ago): the usual answer, with its actions
                 result = flows.ingest(work, store, data, header_key, cache=runtime().caches.stores)
                 work.commit()
-                answer = json_answer(_trigger_answer(result))
-                answer.status_code = 200 if result.duplicate else 202
-                return answer
+                return _processed(result)
             answer = json_answer(_waiting_answer(waiting, duplicate=True))
             answer.status_code = 200
             return answer
-    answer = json_answer(
-        {
-            "id": trigger_id,
-            "type": data["type"],
-            "duplicate": False,
-            "actions": [],
-            "status": "received",
-        }
-    )
+    answer = json_answer(_answer(trigger_id, data["type"], "received"))
     answer.status_code = 202
     answer.headers["Preference-Applied"] = "respond-async"
     return answer
 
 
-def _trigger_answer(result: flows.Ingested) -> dict[str, Any]:
-    return {
-        "id": result.trigger.id,
-        "type": result.trigger.type,
-        "duplicate": result.duplicate,
-        "actions": [action_out(action) for action in result.actions],
-        "cancelled": result.cancelled,
-        "status": "processed",
-    }
+def _processed(result: flows.Ingested) -> Response:
+    """A trigger processed before the answer: 202 with the actions it created, or 200 (a repeat) with those of its
+    first time."""
+    answer = json_answer(
+        _answer(
+            result.trigger.id,
+            result.trigger.type,
+            "processed",
+            result.actions,
+            duplicate=result.duplicate,
+            cancelled=result.cancelled,
+        )
+    )
+    answer.status_code = 200 if result.duplicate else 202
+    return answer
 
 
 def _waiting_answer(waiting: inbox.Waiting, *, duplicate: bool) -> dict[str, Any]:
+    status = "received" if waiting.error is None else "failed"
+    return _answer(waiting.trigger_id, waiting.type, status, duplicate=duplicate, error=waiting.error)
+
+
+def _answer(
+    trigger_id: int,
+    trigger_type: str | None,
+    status: str,
+    actions: Sequence[Any] = (),
+    *,
+    duplicate: bool = False,
+    cancelled: int | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """TriggerOut's shape, built directly (schemas.actions.action_out): the schema documents it. ``cancelled`` is
+    known only to the request that processed the trigger, ``error`` only for one that failed to be."""
     answer: dict[str, Any] = {
-        "id": waiting.trigger_id,
-        "type": waiting.type,
+        "id": trigger_id,
+        "type": trigger_type,
         "duplicate": duplicate,
-        "actions": [],
-        "status": "received" if waiting.error is None else "failed",
+        "actions": [action_out(action) for action in actions],
     }
-    if waiting.error is not None:
-        answer["error"] = waiting.error
+    if cancelled is not None:
+        answer["cancelled"] = cancelled
+    answer["status"] = status
+    if error is not None:
+        answer["error"] = error
     return answer
 
 
@@ -226,18 +236,9 @@ def get_trigger(trigger_id: int) -> Any:
     if trigger_id > MAX_ID:  # no such row can exist; asking the database would overflow its integer type
         abort(404, message=f"No trigger {trigger_id} in this store.")
     session = db_session()
-    trigger = session.scalars(select(Trigger).where(Trigger.id == trigger_id, Trigger.store_id == store.id)).first()
-    if trigger is not None:
-        actions = session.scalars(select(Action).where(Action.trigger_id == trigger.id).order_by(Action.id)).all()
-        return json_answer(
-            {
-                "id": trigger.id,
-                "type": trigger.type,
-                "duplicate": False,
-                "actions": [action_out(action) for action in actions],
-                "status": "processed",
-            }
-        )
+    found = flows.recorded(session, store.id, Trigger.id == trigger_id)
+    if found is not None:
+        return json_answer(_answer(found.trigger.id, found.trigger.type, "processed", found.actions))
     waiting = inbox.waiting(session, store.id, trigger_id=trigger_id)
     if waiting is None:
         abort(404, message=f"No trigger {trigger_id} in this store.")
